@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from facelogin import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("login/", views.PasswordLoginView.as_view(), name="login"),
+    path("login/face/", views.face_login, name="face_login"),
+    path("login/face/complete/", views.face_login_complete, name="face_login_complete"),
+    path("logout/", views.SignOutView.as_view(), name="logout"),
+    path("healthz/", views.healthz, name="healthz"),
+]

@@ -1,0 +1,76 @@
+"""Thin HTTP views: they parse the request, call a service and render."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.http import require_POST
+from django.utils.translation import gettext_lazy as _
+
+from facelogin.auth import student_of
+from facelogin.models import SignIn
+from facelogin.services.faceflow import face_page_context, safe_next
+from facelogin.services.signins import METHOD_ATTR, SCORES_ATTR, recent_sign_ins
+from facelogin.services.tickets import TicketRefused, ticket_redeem
+
+TICKET_REFUSED_MESSAGES = {
+    "unknown": _("That sign-in link is not valid. Please try again."),
+    "used": _("That sign-in was already used. Please try again."),
+    "expired": _("That sign-in took too long to complete. Please try again."),
+    "other_session": _("That sign-in belongs to another browser. Please try again."),
+    "inactive": _("This account cannot sign in. Please contact the registrar's office."),
+}
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "facelogin/home.html",
+        {"student": student_of(request.user), "sign_ins": recent_sign_ins(user=request.user)},
+    )
+
+
+class PasswordLoginView(auth_views.LoginView):
+    template_name = "facelogin/login.html"
+    redirect_authenticated_user = True
+
+
+@ensure_csrf_cookie
+def face_login(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("home")
+    # The websocket's ticket is bound to this browser's session, so make sure there is one.
+    if not request.session.session_key:
+        request.session.save()
+    return render(request, "facelogin/face_login.html", face_page_context(request))
+
+
+@require_POST
+def face_login_complete(request: HttpRequest) -> HttpResponse:
+    """Redeem the websocket's ticket and establish the portal session."""
+    try:
+        ticket = ticket_redeem(token=request.POST.get("ticket", ""), session_key=request.session.session_key)
+    except TicketRefused as refused:
+        messages.error(request, TICKET_REFUSED_MESSAGES.get(refused.reason, TICKET_REFUSED_MESSAGES["unknown"]))
+        return redirect("face_login")
+    setattr(request, METHOD_ATTR, SignIn.Method.FACE)
+    setattr(request, SCORES_ATTR, ticket.scores)
+    login(request, ticket.student.user, backend="facelogin.auth.ActiveStudentBackend")  # rotates the session key
+    return redirect(safe_next(request, request.POST.get("next")) or "home")
+
+
+class SignOutView(auth_views.LogoutView):
+    pass
+
+
+@never_cache
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness for load balancers: answers without touching the models."""
+    return JsonResponse({"status": "ok"})

@@ -1,0 +1,8 @@
+"""Loaded with ``-p tests.settings_env`` (pytest.ini) before pytest-django imports the settings.
+
+The test run needs a secret key but never a real one; ./portal.sh test provides one anyway.
+"""
+
+import os
+
+os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key-not-for-production-0123456789")

@@ -1,13 +1,33 @@
-"""Admin pages for registrar staff. Thin: every change goes through a service."""
+"""Admin pages for registrar staff. Thin: every change to biometric data goes through a service."""
 
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin
+from django.conf import settings
+from django.contrib import admin, messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
-from facelogin.models import SignIn, Student
+from facelogin.models import BiometricAction, ClassifierVersion, EnrolmentPhoto, FaceAttempt, SignIn, Student
+from facelogin.services import enrolment, training
 from facelogin.services.students import student_create
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleImageField(forms.FileField):
+    widget = MultipleFileInput
+
+    def clean(self, data, initial=None):
+        files = data if isinstance(data, (list, tuple)) else ([data] if data else [])
+        return [super(MultipleImageField, self).clean(item, initial) for item in files]
 
 
 class StudentForm(forms.ModelForm):
@@ -17,50 +37,245 @@ class StudentForm(forms.ModelForm):
         widget=forms.PasswordInput(render_value=False),
         help_text=_("Optional. Without one the student can only sign in by face until a password is set."),
     )
+    face_photos = MultipleImageField(
+        label=_("Add face photos"),
+        required=False,
+        widget=MultipleFileInput(attrs={"accept": "image/jpeg,image/png,image/webp", "id": "id_face_photos"}),
+        help_text=_("Choose several photos at once, or capture them with the camera below. Each is checked and enrolled in the background."),
+    )
 
     class Meta:
         model = Student
         fields = ["student_number", "full_name", "department", "status", "face_login_blocked", "face_login_blocked_reason"]
 
 
+class EnrolmentPhotoInline(admin.TabularInline):
+    model = EnrolmentPhoto
+    extra = 0
+    can_delete = False
+    fields = ["thumbnail", "state_display", "reason_text", "source_name", "created_at"]
+    readonly_fields = fields
+    ordering = ["-created_at"]
+    verbose_name_plural = _("Face photos")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description=_("face"))
+    def thumbnail(self, photo: EnrolmentPhoto):
+        if not photo.crop:
+            return "—"
+        url = reverse("admin:facelogin_enrolmentphoto_crop", args=[photo.pk])
+        return format_html('<img src="{}" width="80" height="80" alt="{}" loading="lazy">', url, _("aligned face"))
+
+    @admin.display(description=_("state"))
+    def state_display(self, photo: EnrolmentPhoto):
+        return format_html('<span class="enrol-state" data-photo="{}" data-state="{}">{}</span>', photo.pk, photo.state, photo.get_state_display())
+
+    @admin.display(description=_("why rejected"))
+    def reason_text(self, photo: EnrolmentPhoto):
+        return enrolment.rejection_message(photo.reason) if photo.reason else ""
+
+
+@admin.action(description=_("Delete face data of the selected students"), permissions=["change"])
+def delete_face_data(modeladmin, request, queryset):
+    deleted = enrolment.face_data_delete(students=queryset, actor=request.user)
+    modeladmin.message_user(
+        request, ngettext("%(n)d photo deleted; retraining.", "%(n)d photos deleted; retraining.", deleted) % {"n": deleted}
+    )
+
+
 @admin.register(Student)
 class StudentAdmin(admin.ModelAdmin):
     form = StudentForm
-    list_display = ["student_number", "full_name", "department", "status", "face_login_blocked"]
+    change_form_template = "admin/facelogin/student/change_form.html"
+    list_display = ["student_number", "full_name", "department", "status", "face_photos", "face_login_blocked"]
     list_filter = ["status", "department", "face_login_blocked"]
     search_fields = ["student_number", "full_name", "department", "user__email"]
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["face_enrolment", "created_at", "updated_at"]
+    inlines = [EnrolmentPhotoInline]
+    actions = [delete_face_data]
 
     def get_fields(self, request, obj=None):
-        fields = list(super().get_fields(request, obj))
-        if obj is not None and "password" in fields:
-            fields.remove("password")  # passwords of existing students change through the user admin
-        return fields
+        fields = ["student_number", "full_name", "department", "status", "face_login_blocked", "face_login_blocked_reason"]
+        if obj is None:
+            return [*fields, "password", "face_photos"]
+        return [*fields, "face_enrolment", "face_photos", "created_at", "updated_at"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("user")
+
+    @admin.display(description=_("accepted photos"))
+    def face_photos(self, student: Student) -> int:
+        return enrolment.accepted_count(student=student)
+
+    @admin.display(description=_("face sign-in"))
+    def face_enrolment(self, student: Student):
+        count = enrolment.accepted_count(student=student)
+        needed = settings.FACELOGIN["MIN_PHOTOS"]
+        if count >= needed:
+            text = _("%(count)d accepted photos: enough to sign in by face.") % {"count": count}
+            return format_html('<strong class="face-ready" style="color:#1f7a3d">{}</strong>', text)
+        text = _("%(count)d accepted photos: %(needed)d needed to sign in by face.") % {"count": count, "needed": needed}
+        return format_html('<strong class="face-not-ready" style="color:#b3261e">{}</strong>', text)
 
     def save_model(self, request, obj, form, change):
         if change:
             super().save_model(request, obj, form, change)
-            return
-        created = student_create(
-            student_number=form.cleaned_data["student_number"],
-            full_name=form.cleaned_data["full_name"],
-            department=form.cleaned_data.get("department", ""),
-            status=form.cleaned_data["status"],
-            password=form.cleaned_data.get("password") or None,
-        )
-        obj.pk, obj.user_id = created.pk, created.user_id
-        obj._state.adding = False
+        else:
+            created = student_create(
+                student_number=form.cleaned_data["student_number"],
+                full_name=form.cleaned_data["full_name"],
+                department=form.cleaned_data.get("department", ""),
+                status=form.cleaned_data["status"],
+                password=form.cleaned_data.get("password") or None,
+            )
+            obj.pk, obj.user_id = created.pk, created.user_id
+            obj._state.adding = False
+        files = form.cleaned_data.get("face_photos") or []
+        if files:
+            uploads = [enrolment.Upload(name=f.name, data=f.read()) for f in files]
+            photos = enrolment.photos_submit(student=obj, uploads=uploads, uploaded_by=request.user)
+            self.message_user(
+                request,
+                ngettext(
+                    "%(n)d photo received; it is being checked and enrolled.",
+                    "%(n)d photos received; they are being checked and enrolled.",
+                    len(photos),
+                )
+                % {"n": len(photos)},
+            )
+
+    def get_urls(self):
+        return [
+            path("<int:student_id>/delete-face-data/", self.admin_site.admin_view(self.delete_face_data_view), name="facelogin_student_delete_face_data"),
+            path("<int:student_id>/enrolment-status/", self.admin_site.admin_view(self.enrolment_status_view), name="facelogin_student_enrolment_status"),
+            *super().get_urls(),
+        ]
+
+    def delete_face_data_view(self, request: HttpRequest, student_id: int):
+        student = get_object_or_404(Student, pk=student_id)
+        if not self.has_change_permission(request, student):
+            raise Http404
+        if request.method == "POST":
+            deleted = enrolment.face_data_delete(students=[student], actor=request.user)
+            self.message_user(request, _("Face data of %(student)s deleted (%(n)d photos); retraining.") % {"student": student, "n": deleted})
+            return redirect("admin:facelogin_student_change", student.pk)
+        context = {**self.admin_site.each_context(request), "student": student, "opts": self.model._meta, "title": _("Delete face data")}
+        return TemplateResponse(request, "admin/facelogin/student/delete_face_data.html", context)
+
+    def enrolment_status_view(self, request: HttpRequest, student_id: int):
+        """Polled by the student page to show each photo's progress without reloading."""
+        from django.http import JsonResponse
+
+        student = get_object_or_404(Student, pk=student_id)
+        photos = [
+            {"id": p.pk, "state": p.state, "label": p.get_state_display(), "progress": p.progress, "reason": enrolment.rejection_message(p.reason) if p.reason else ""}
+            for p in student.photos.all()[:200]
+        ]
+        return JsonResponse({"photos": photos, "accepted": enrolment.accepted_count(student=student), "needed": settings.FACELOGIN["MIN_PHOTOS"]})
 
 
-@admin.register(SignIn)
-class SignInAdmin(admin.ModelAdmin):
-    list_display = ["at", "user", "method", "ip"]
-    list_filter = ["method"]
-    search_fields = ["user__username", "ip"]
-    date_hierarchy = "at"
+@admin.register(EnrolmentPhoto)
+class EnrolmentPhotoAdmin(admin.ModelAdmin):
+    list_display = ["id", "student", "state", "reason", "source_name", "created_at", "processed_at"]
+    list_filter = ["state", "reason", "model_name"]
+    search_fields = ["student__student_number", "student__full_name", "source_name"]
+    fields = ["student", "state", "reason", "detail", "source_name", "model_name", "quality", "created_at", "processed_at", "attempts"]
+    readonly_fields = fields
 
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def get_urls(self):
+        return [
+            path("<int:photo_id>/crop.jpg", self.admin_site.admin_view(self.crop_view), name="facelogin_enrolmentphoto_crop"),
+            *super().get_urls(),
+        ]
+
+    def crop_view(self, request: HttpRequest, photo_id: int) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise Http404
+        photo = get_object_or_404(EnrolmentPhoto, pk=photo_id)
+        data = enrolment.photo_crop_jpeg(photo=photo)
+        if data is None:
+            raise Http404
+        response = HttpResponse(data, content_type="image/jpeg")
+        response["Cache-Control"] = "private, no-store"
+        return response
+
+
+@admin.action(description=_("Activate (roll back to) the selected version"), permissions=["change"])
+def activate_version(modeladmin, request, queryset):
+    if queryset.count() != 1:
+        modeladmin.message_user(request, _("Select exactly one version to activate."), messages.ERROR)
+        return
+    try:
+        version = training.classifier_activate(version=queryset.get(), actor=request.user)
+    except training.TrainingRefused as refused:
+        modeladmin.message_user(request, str(refused), messages.ERROR)
+        return
+    modeladmin.message_user(request, _("Version %(v)s is now active.") % {"v": version.pk})
+
+
+@admin.action(description=_("Retrain now"), permissions=["change"])
+def retrain_now(modeladmin, request, queryset):
+    training.retrain_request(reason="requested by staff", actor=request.user, countdown=0)
+    modeladmin.message_user(request, _("Retraining has started; the new version appears here when it is ready."))
+
+
+@admin.register(ClassifierVersion)
+class ClassifierVersionAdmin(admin.ModelAdmin):
+    list_display = ["id", "created_at", "status", "is_active", "classifier", "model_name", "gallery_students", "threshold", "holdout_accuracy", "trigger"]
+    list_filter = ["status", "is_active", "classifier", "model_name"]
+    fields = ["status", "is_active", "activated_at", "trigger", "triggered_by", "model_name", "classifier", "gallery_students", "gallery_embeddings", "thresholds", "metrics", "error", "created_at"]
+    readonly_fields = fields
+    actions = [activate_version, retrain_now]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description=_("similarity threshold"))
+    def threshold(self, version: ClassifierVersion):
+        value = (version.thresholds or {}).get("similarity")
+        return f"{value:.3f}" if isinstance(value, (int, float)) else "—"
+
+    @admin.display(description=_("held-out accuracy"))
+    def holdout_accuracy(self, version: ClassifierVersion):
+        value = (version.metrics or {}).get("holdout_rank1_accuracy")
+        return f"{value:.3f}" if isinstance(value, (int, float)) else "—"
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(SignIn)
+class SignInAdmin(ReadOnlyAdmin):
+    list_display = ["at", "user", "method", "ip"]
+    list_filter = ["method"]
+    search_fields = ["user__username", "ip"]
+    date_hierarchy = "at"
+
+
+@admin.register(FaceAttempt)
+class FaceAttemptAdmin(ReadOnlyAdmin):
+    list_display = ["at", "outcome", "reason", "student", "ip", "frames"]
+    list_filter = ["outcome", "reason"]
+    search_fields = ["student__student_number", "ip", "user_agent"]
+    date_hierarchy = "at"
+
+
+@admin.register(BiometricAction)
+class BiometricActionAdmin(ReadOnlyAdmin):
+    list_display = ["at", "action", "actor", "student"]
+    list_filter = ["action"]
+    search_fields = ["student__student_number", "actor__username"]
+    date_hierarchy = "at"

@@ -154,3 +154,56 @@ class RetrainRequest(models.Model):
     token = models.PositiveBigIntegerField(default=0)
     requested_at = models.DateTimeField(null=True, blank=True)
     reason = models.CharField(max_length=200, blank=True)
+
+
+class FaceAttempt(models.Model):
+    """Audit: every face sign-in attempt, whatever became of it."""
+
+    class Outcome(models.TextChoices):
+        TICKET_ISSUED = "ticket_issued", _("Recognised")
+        FAILED = "failed", _("Failed")
+        THROTTLED = "throttled", _("Throttled")
+        UNAVAILABLE = "unavailable", _("Unavailable")
+        ABANDONED = "abandoned", _("Abandoned")
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    reason = models.CharField(max_length=64, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=400, blank=True)
+    student = models.ForeignKey(Student, null=True, blank=True, on_delete=models.SET_NULL, related_name="face_attempts")
+    frames = models.PositiveIntegerField(default=0)
+    scores = models.JSONField(default=dict, blank=True)
+    challenge = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+        verbose_name = _("face sign-in attempt")
+        verbose_name_plural = _("face sign-in attempts")
+
+
+class BiometricAction(models.Model):
+    """Audit: every staff or system action on biometric data."""
+
+    class Action(models.TextChoices):
+        ENROL = "enrol", _("Photo enrolled")
+        REJECT = "reject", _("Photo rejected")
+        DELETE = "delete", _("Face data deleted")
+        RETRAIN = "retrain", _("Classifier retrained")
+        ROLLBACK = "rollback", _("Classifier rolled back")
+        REEMBED = "reembed", _("Photos re-embedded")
+        EXPORT = "export", _("Data exported")
+        CONSENT = "consent", _("Consent recorded")
+        WITHDRAW = "withdraw", _("Consent withdrawn")
+        REPORT = "report", _("Sign-in reported as not me")
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    action = models.CharField(max_length=16, choices=Action.choices)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    student = models.ForeignKey(Student, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+        verbose_name = _("biometric data action")
+        verbose_name_plural = _("biometric data actions")

@@ -1,13 +1,26 @@
-"""The one bridge from Django settings to pipeline objects, held once per process."""
+"""The one bridge from Django settings to pipeline objects, held once per process.
+
+``engine()`` builds the face analyser (MTCNN + FaceNet) the first time it is needed and keeps it;
+``Engine.current_model()`` follows the active classifier version in the database, so every daphne
+process picks up a retrain or a roll-back within ``FACELOGIN_MODEL_REFRESH_SECONDS``.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from pathlib import Path
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from facelogin.pipeline.batching import FrameBatcher
+from facelogin.pipeline.errors import ModelUnavailable
+
+logger = logging.getLogger(__name__)
 _lock = threading.Lock()
+_engine: Engine | None = None
 
 
 def face_settings() -> dict:
@@ -24,3 +37,119 @@ def prepare_embedding_weights() -> Path:
     config = face_settings()
     path = Path(config["MODEL_PATH"]) if config["MODEL_PATH"] else None
     return prepare_weights(config["MODEL"], Path(config["MODEL_DIR"]), path=path)
+
+
+def analyzer_config():
+    from facelogin.pipeline.analyze import AnalyzerConfig
+    from facelogin.pipeline.decode import DecodeLimits
+
+    config = face_settings()
+    return AnalyzerConfig(decode=DecodeLimits(max_bytes=config["MAX_UPLOAD_BYTES"], max_pixels=config["MAX_PIXELS"]))
+
+
+class Engine:
+    """Per-process models: the analyser, the frame batcher and the active classifier."""
+
+    def __init__(self) -> None:
+        from facelogin.pipeline.analyze import FaceAnalyzer
+        from facelogin.pipeline.embed import get_embedder
+
+        config = face_settings()
+        self.model_name = config["MODEL"]
+        embedder = get_embedder(prepare_embedding_weights(), threads=config["TORCH_THREADS"])
+        self.analyzer = FaceAnalyzer(analyzer_config(), embedder)
+        self.batcher = FrameBatcher(
+            lambda frames: self.analyzer.analyze_batch(frames, purpose="login"),
+            threads=config["RECOGNITION_THREADS"],
+        )
+        self._model = None
+        self._version_id: int | None = None
+        self._checked_at = float("-inf")
+        self._model_lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        self.analyzer.warm_up()
+
+    def current_model(self):
+        """The active TrainedModel, or None when none is trained for the current FaceNet model."""
+        if time.monotonic() - self._checked_at < face_settings()["MODEL_REFRESH_SECONDS"]:
+            return self._model
+        with self._model_lock:
+            self._refresh()
+        return self._model
+
+    async def current_model_async(self):
+        if time.monotonic() - self._checked_at < face_settings()["MODEL_REFRESH_SECONDS"]:
+            return self._model
+        return await sync_to_async(self.current_model, thread_sensitive=False)()
+
+    def forget_model(self) -> None:
+        self._checked_at = float("-inf")
+
+    def _refresh(self) -> None:
+        from django.db import close_old_connections
+
+        from facelogin.services.training import active_version_id, load_trained_model
+
+        close_old_connections()
+        version_id = active_version_id(model_name=self.model_name)
+        if version_id != self._version_id:
+            self._model = load_trained_model(version_id) if version_id else None
+            self._version_id = version_id
+            logger.info("face classifier version now %s", version_id)
+        self._checked_at = time.monotonic()
+
+
+def engine() -> Engine:
+    """The process's engine. Raises ModelUnavailable when the weights cannot be loaded."""
+    global _engine
+    if _engine is None:
+        with _lock:
+            if _engine is None:
+                _engine = Engine()
+    return _engine
+
+
+async def engine_async() -> Engine | None:
+    try:
+        return _engine or await sync_to_async(engine, thread_sensitive=False)()
+    except ModelUnavailable:
+        logger.exception("face model unavailable")
+        return None
+
+
+def reset_engine() -> None:
+    """Drop the process's engine (tests; a changed FACELOGIN_MODEL)."""
+    global _engine
+    with _lock:
+        _engine = None
+
+
+def warm_up_in_background() -> None:
+    def run() -> None:
+        try:
+            engine().warm_up()
+        except Exception:  # noqa: BLE001 - reported; sign-in reports "unavailable" on its own
+            logger.exception("face engine warm-up failed")
+
+    threading.Thread(target=run, name="face-engine-warm-up", daemon=True).start()
+
+
+# --- decision (the pipeline's decide module, seen from the services) ---------------------------
+def new_decider():
+    from facelogin.pipeline.decide import AttemptDecider, DecisionConfig
+
+    config = face_settings()
+    return AttemptDecider(DecisionConfig(min_frames=config["MIN_FRAMES"], max_frames=config["MAX_FRAMES"]))
+
+
+def frame_vote(model, analysis):
+    return model.vote(analysis.embedding if analysis.quality is not None and analysis.quality.ok else None)
+
+
+def decider_observe(decider, vote):
+    return decider.observe(vote)
+
+
+def vote_scores(vote) -> dict:
+    return vote.scores() if vote is not None else {}

@@ -56,24 +56,23 @@ def ticket_issue(*, student: Student, session_key: str, scores: dict) -> IssuedT
 @transaction.atomic
 def ticket_redeem(*, token: str, session_key: str | None) -> FaceTicket:
     """Mark the ticket used and return it, or raise TicketRefused. Safe against a double post."""
-    if not token or not session_key:
-        raise TicketRefused("unknown")
-    ticket = (
-        FaceTicket.objects.select_for_update().select_related("student__user").filter(token_hash=_digest(token)).first()
-    )
+    ticket = None
+    if token:
+        ticket = FaceTicket.objects.select_related("student__user").filter(token_hash=_digest(token)).first()
     if ticket is None:
         raise TicketRefused("unknown")
-    # Claim with a conditional update: of two concurrent posts, exactly one sees a row change.
-    claimed = FaceTicket.objects.filter(pk=ticket.pk, used_at__isnull=True).update(used_at=timezone.now())
-    if not claimed:
+    if ticket.used_at is not None:
         raise TicketRefused("used")
     if ticket.expires_at <= timezone.now():
         raise TicketRefused("expired")
-    if not secrets.compare_digest(ticket.session_hash, session_fingerprint(session_key)):
-        raise TicketRefused("other_session")
+    if not session_key or not secrets.compare_digest(ticket.session_hash, session_fingerprint(session_key)):
+        raise TicketRefused("other_session")  # not burnt: the rightful browser may still use it
     student = ticket.student
     if not student.may_sign_in or student.face_login_blocked:
         raise TicketRefused("inactive")
+    # Claim with a conditional update: of two concurrent posts, exactly one changes the row.
+    if not FaceTicket.objects.filter(pk=ticket.pk, used_at__isnull=True).update(used_at=timezone.now()):
+        raise TicketRefused("used")
     return ticket
 
 

@@ -1,0 +1,203 @@
+"""Enrolment: photos in, one aligned face and one embedding out per accepted photo.
+
+Each photo is a row processed by a task. Processing claims the row with a conditional update, so a
+task delivered twice (a worker killed after the work but before the acknowledgement) does no harm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from facelogin.models import BiometricAction, EnrolmentPhoto, Student
+from facelogin.pipeline import errors
+from facelogin.services import audit, biometrics
+
+logger = logging.getLogger(__name__)
+
+# Registrar photos come from many cameras and scanners; the live websocket stays JPEG/PNG/WebP only.
+ENROL_FORMATS = ("JPEG", "PNG", "WEBP", "PPM", "BMP", "TIFF")
+# Two photos this alike are the same photo re-saved: it would add nothing and skew calibration.
+NEAR_DUPLICATE_SIMILARITY = 0.995
+
+REJECTION_MESSAGES = {
+    "not_an_image": _("Not an image (JPEG, PNG or WebP expected)."),
+    "empty": _("The file is empty."),
+    "too_large": _("The file is too large."),
+    "too_many_pixels": _("The image has too many pixels."),
+    "truncated": _("The image file is damaged or incomplete."),
+    "no_face": _("No face was found."),
+    "several_faces": _("More than one face; the photo must show only the student."),
+    "too_small": _("The face is too small; use a closer photo."),
+    "too_dark": _("The photo is too dark."),
+    "too_bright": _("The photo is too bright."),
+    "blurred": _("The photo is blurred."),
+    "turned": _("The face is turned away; the student must look at the camera."),
+    "duplicate": _("Duplicate of a photo already enrolled."),
+    "model_unavailable": _("The face model is not available; the photo will be processed again later."),
+    "no_consent": _("The student has not consented to face sign-in."),
+}
+
+
+def rejection_message(reason: str) -> str:
+    return str(REJECTION_MESSAGES.get(reason, reason))
+
+
+@dataclass(frozen=True)
+class Upload:
+    name: str
+    data: bytes
+
+
+def photos_submit(*, student: Student, uploads: Iterable[Upload], uploaded_by=None, retrain: bool = True) -> list[EnrolmentPhoto]:
+    """Store the photos as queued records and hand each to a task once the transaction commits."""
+    from facelogin import tasks
+    from facelogin.services.training import retrain_request
+
+    limit = settings.FACELOGIN["MAX_UPLOAD_BYTES"]
+    photos = []
+    with transaction.atomic():
+        for upload in uploads:
+            photo = EnrolmentPhoto(
+                student=student,
+                source_name=upload.name[:255],
+                content_sha256=hashlib.sha256(upload.data).hexdigest(),
+                uploaded_by=uploaded_by,
+            )
+            if len(upload.data) > limit:  # never stored: refuse at the door
+                photo.state, photo.reason, photo.processed_at = EnrolmentPhoto.State.REJECTED, "too_large", timezone.now()
+            else:
+                photo.original = biometrics.seal(upload.data, context=b"original")
+            photo.save()
+            photos.append(photo)
+        queued = [photo.pk for photo in photos if photo.state == EnrolmentPhoto.State.QUEUED]
+        transaction.on_commit(lambda: [tasks.process_enrolment_photo.delay(pk) for pk in queued])
+    if retrain and queued:
+        retrain_request(reason=f"{len(queued)} photo(s) for {student.student_number}", actor=uploaded_by)
+    return photos
+
+
+def photo_process(*, photo_id: int, analyzer=None) -> EnrolmentPhoto | None:
+    """Decode, find exactly one face, check quality, align, embed. Idempotent."""
+    claimed = EnrolmentPhoto.objects.filter(
+        pk=photo_id, state__in=[EnrolmentPhoto.State.QUEUED, EnrolmentPhoto.State.PROCESSING]
+    ).update(state=EnrolmentPhoto.State.PROCESSING, progress=10)
+    photo = EnrolmentPhoto.objects.select_related("student").filter(pk=photo_id).first()
+    if not claimed or photo is None:
+        return photo  # already finished (a repeated delivery) or deleted meanwhile
+    EnrolmentPhoto.objects.filter(pk=photo_id).update(attempts=photo.attempts + 1)
+    if analyzer is None:
+        from facelogin.services.recognition import engine
+
+        analyzer = engine().analyzer  # ModelUnavailable propagates: the task retries later
+    from facelogin.services.recognition import model_name
+
+    try:
+        data = biometrics.unseal(photo.original, context=b"original")
+        analysis = analyzer.analyze_bytes(data, purpose="enrol", formats=ENROL_FORMATS)
+    except errors.ModelUnavailable:
+        EnrolmentPhoto.objects.filter(pk=photo_id).update(state=EnrolmentPhoto.State.QUEUED, progress=0)
+        raise
+    except errors.PipelineError as exc:
+        return _reject(photo, exc.code)
+    if analysis.quality is not None and not analysis.quality.ok:
+        return _reject(photo, analysis.quality.reasons[0], quality=_quality_json(analysis.quality))
+    if _is_duplicate(photo, analysis.embedding, model_name()):
+        return _reject(photo, "duplicate")
+
+    photo.crop = biometrics.seal(_jpeg(analysis.crop), context=b"crop")
+    photo.embedding = biometrics.seal_embedding(analysis.embedding)
+    photo.model_name = model_name()
+    photo.quality = _quality_json(analysis.quality)
+    photo.state, photo.reason, photo.progress, photo.processed_at = EnrolmentPhoto.State.ACCEPTED, "", 100, timezone.now()
+    if not settings.FACELOGIN["KEEP_ORIGINALS"]:
+        photo.original = None
+    photo.save()
+    audit.biometric_action_record(action=BiometricAction.Action.ENROL, actor=photo.uploaded_by, student=photo.student, photo=photo.pk)
+    return photo
+
+
+def _reject(photo: EnrolmentPhoto, reason: str, *, quality: dict | None = None) -> EnrolmentPhoto:
+    photo.state, photo.reason, photo.progress, photo.processed_at = EnrolmentPhoto.State.REJECTED, reason, 100, timezone.now()
+    photo.detail = rejection_message(reason)[:300]
+    photo.quality = quality
+    photo.original = None  # nothing to keep from a rejected photo
+    photo.save()
+    audit.biometric_action_record(
+        action=BiometricAction.Action.REJECT, actor=photo.uploaded_by, student=photo.student, photo=photo.pk, reason=reason
+    )
+    return photo
+
+
+def _is_duplicate(photo: EnrolmentPhoto, embedding: np.ndarray, model: str) -> bool:
+    accepted = EnrolmentPhoto.objects.filter(state=EnrolmentPhoto.State.ACCEPTED).exclude(pk=photo.pk)
+    if accepted.filter(content_sha256=photo.content_sha256).exists():
+        return True
+    for sealed in accepted.filter(student=photo.student, model_name=model).values_list("embedding", flat=True):
+        if float(np.dot(biometrics.unseal_embedding(sealed), embedding)) >= NEAR_DUPLICATE_SIMILARITY:
+            return True
+    return False
+
+
+def _quality_json(quality) -> dict | None:
+    if quality is None:
+        return None
+    return {
+        "face_px": round(quality.face_px, 1),
+        "brightness": round(quality.brightness, 1),
+        "sharpness": round(quality.sharpness, 1),
+        "yaw": round(quality.pose.yaw, 1),
+        "pitch": round(quality.pose.pitch, 1),
+        "roll": round(quality.pose.roll, 1),
+        "issues": list(quality.reasons),
+    }
+
+
+def _jpeg(crop: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(crop).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def photo_crop_jpeg(*, photo: EnrolmentPhoto) -> bytes | None:
+    return biometrics.unseal(photo.crop, context=b"crop") if photo.crop else None
+
+
+def accepted_count(*, student: Student) -> int:
+    from facelogin.services.recognition import model_name
+
+    return student.photos.filter(state=EnrolmentPhoto.State.ACCEPTED, model_name=model_name()).count()
+
+
+def face_ready(*, student: Student) -> bool:
+    return accepted_count(student=student) >= settings.FACELOGIN["MIN_PHOTOS"]
+
+
+def face_data_delete(*, students: Iterable[Student], actor=None, retrain: bool = True) -> int:
+    """Remove every photo, crop and embedding of these students, then retrain without them."""
+    from facelogin.services.training import retrain_request
+
+    students = list(students)
+    with transaction.atomic():
+        deleted, _ = EnrolmentPhoto.objects.filter(student__in=students).delete()
+        for student in students:
+            audit.biometric_action_record(action=BiometricAction.Action.DELETE, actor=actor, student=student, photos=deleted)
+    if retrain and students:
+        retrain_request(reason=f"face data deleted for {len(students)} student(s)", actor=actor, countdown=0)
+    return deleted
+
+
+def photos_pending() -> int:
+    return EnrolmentPhoto.objects.filter(Q(state=EnrolmentPhoto.State.QUEUED) | Q(state=EnrolmentPhoto.State.PROCESSING)).count()

@@ -1,0 +1,196 @@
+"""One face sign-in attempt (one websocket connection): the business rules behind the consumer.
+
+The consumer only moves bytes and JSON; this decides what a frame means. Per attempt it keeps the
+frames seen, the votes, the deadline and the frame budget; recognition itself comes from the
+pipeline's decision code through ``facelogin.services.recognition``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from facelogin import protocol
+from facelogin.models import Student
+from facelogin.pipeline.errors import ImageError, PipelineError
+from facelogin.services import audit, recognition, throttle
+from facelogin.services.tickets import ticket_issue
+
+QUALITY_GUIDANCE = {
+    "too_small": protocol.Guidance.MOVE_CLOSER,
+    "too_dark": protocol.Guidance.TOO_DARK,
+    "too_bright": protocol.Guidance.TOO_BRIGHT,
+    "blurred": protocol.Guidance.HOLD_STILL,
+    "turned": protocol.Guidance.LOOK_AT_CAMERA,
+}
+
+
+@dataclass
+class Outcome:
+    """What the consumer sends back, and whether the connection ends."""
+
+    reply: dict
+    close_code: int | None = None
+
+
+@dataclass
+class FaceAttempt:
+    ip: str | None
+    session_key: str
+    user_agent: str = ""
+    started: float = field(default_factory=time.monotonic)
+    nonce: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    frames: int = 0
+    bad_images: int = 0
+    seen_digests: set[str] = field(default_factory=set)
+    finished: bool = False
+    decider: object | None = None
+    last_scores: dict = field(default_factory=dict)
+
+    @property
+    def config(self) -> dict:
+        return settings.FACELOGIN
+
+    @property
+    def deadline(self) -> float:
+        return self.started + self.config["ATTEMPT_SECONDS"]
+
+    def seconds_left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    # --- start --------------------------------------------------------------------------------
+    async def begin(self) -> Outcome | None:
+        """None when the attempt may go on (send ``hello()``), else the refusal to send."""
+        verdict = await database_sync_to_async(throttle.attempt_start)(ip=self.ip, session_key=self.session_key)
+        if not verdict.allowed:
+            self.finished = True
+            await self._audit("throttled", reason=verdict.scope)
+            return Outcome({"type": "throttled", "retry_after": verdict.retry_after}, protocol.Close.THROTTLED)
+        engine = await recognition.engine_async()
+        if engine is None or (await engine.current_model_async()) is None:
+            self.finished = True
+            await self._audit("unavailable", reason="no_classifier")
+            return Outcome({"type": "failed", "reason": "unavailable"}, protocol.Close.UNAVAILABLE)
+        self.decider = recognition.new_decider()
+        return None
+
+    def hello(self) -> dict:
+        config = self.config
+        return {
+            "type": "hello",
+            "nonce": self.nonce,
+            "max_frame_bytes": config["MAX_FRAME_BYTES"],
+            "frame_interval_ms": int(1000 / config["MAX_FRAMES_PER_SECOND"]) + 20,
+            "min_frames": config["MIN_FRAMES"],
+            "max_frames": config["MAX_FRAMES"],
+            "deadline_seconds": config["ATTEMPT_SECONDS"],
+            "codes": protocol.codes_for_client(),
+        }
+
+    # --- frames -------------------------------------------------------------------------------
+    async def frame(self, data: bytes) -> Outcome:
+        if self.seconds_left() <= 0:
+            return await self.fail("timeout", protocol.Close.TIMEOUT)
+        digest = hashlib.sha256(data).hexdigest()
+        if digest in self.seen_digests:  # a replayed frame counts once
+            return Outcome({"type": "error", "code": protocol.Error.DUPLICATE})
+        self.seen_digests.add(digest)
+        self.frames += 1
+
+        engine = await recognition.engine_async()
+        try:
+            analysis = await engine.batcher.analyze(data)
+        except ImageError:
+            self.bad_images += 1
+            if self.bad_images >= 3:
+                return await self.fail("bad_images", protocol.Close.BAD_IMAGES, reply_reason="bad_image")
+            return Outcome({"type": "error", "code": protocol.Error.BAD_IMAGE})
+        except PipelineError:
+            return await self.fail("unavailable", protocol.Close.UNAVAILABLE)
+
+        model = await engine.current_model_async()
+        if model is None:
+            return await self.fail("unavailable", protocol.Close.UNAVAILABLE)
+        vote = recognition.frame_vote(model, analysis)
+        decision = recognition.decider_observe(self.decider, vote)
+        self.last_scores = recognition.vote_scores(vote)
+
+        if decision.status == "accepted":
+            return await self._accept(decision.label)
+        if decision.status == "rejected" or self.frames >= self.config["MAX_FRAMES"]:
+            return await self.fail(decision.reason or "not_recognised", protocol.Close.NOT_RECOGNISED)
+        return Outcome(self._frame_reply(analysis, decision))
+
+    def _frame_reply(self, analysis, decision) -> dict:
+        face = analysis.face
+        guidance = protocol.Guidance.NO_FACE
+        if face is not None:
+            reasons = analysis.quality.reasons if analysis.quality else ()
+            guidance = QUALITY_GUIDANCE.get(reasons[0], protocol.Guidance.HOLD_STILL) if reasons else protocol.Guidance.FACE_FOUND
+            if analysis.detection.count > 1:
+                guidance = protocol.Guidance.SEVERAL_FACES
+        width, height = analysis.detection.image_size
+        return {
+            "type": "frame",
+            "seq": self.frames,
+            "width": width,
+            "height": height,
+            "faces": analysis.detection.count,
+            "face": {"box": [round(v, 1) for v in face.box]} if face is not None else None,
+            "guidance": guidance,
+            "progress": round(min(1.0, decision.progress), 3),
+        }
+
+    # --- endings ------------------------------------------------------------------------------
+    async def _accept(self, label: str) -> Outcome:
+        student = await database_sync_to_async(_active_student)(label)
+        if student is None:  # suspended, graduated, blocked or deleted since the last retrain
+            return await self.fail("not_recognised", protocol.Close.NOT_RECOGNISED, audit_reason="inactive_student")
+        verdict = await database_sync_to_async(throttle.student_recognised)(student_id=student.pk)
+        if not verdict.allowed:
+            self.finished = True
+            await self._audit("throttled", student=student, reason="student")
+            return Outcome({"type": "throttled", "retry_after": verdict.retry_after}, protocol.Close.THROTTLED)
+        ticket = await database_sync_to_async(ticket_issue)(
+            student=student, session_key=self.session_key, scores=self.last_scores
+        )
+        self.finished = True
+        await self._audit("ticket_issued", student=student)
+        return Outcome(
+            {"type": "success", "ticket": ticket.token, "expires_in": ticket.expires_in}, protocol.Close.NORMAL
+        )
+
+    async def fail(self, reason: str, close_code: int, *, reply_reason: str | None = None, audit_reason: str = "") -> Outcome:
+        self.finished = True
+        await database_sync_to_async(throttle.attempt_failed)(ip=self.ip, session_key=self.session_key)
+        await self._audit("failed", reason=audit_reason or reason)
+        return Outcome({"type": "failed", "reason": reply_reason or reason}, close_code)
+
+    async def abandon(self) -> None:
+        """The browser went away before a decision."""
+        if not self.finished and self.frames:
+            self.finished = True
+            await self._audit("abandoned")
+
+    async def _audit(self, outcome: str, *, student: Student | None = None, reason: str = "") -> None:
+        await database_sync_to_async(audit.face_attempt_record)(
+            outcome=outcome,
+            reason=reason,
+            ip=self.ip,
+            user_agent=self.user_agent,
+            student=student,
+            frames=self.frames,
+            scores=self.last_scores,
+        )
+
+
+def _active_student(label: str) -> Student | None:
+    student = Student.objects.select_related("user").filter(pk=int(label)).first()
+    if student is None or not student.may_sign_in or student.face_login_blocked:
+        return None
+    return student

@@ -1,0 +1,162 @@
+"""Training, calibrating, activating and rolling back the per-deployment classifier.
+
+Retraining is debounced: every change to enrolment bumps one token and schedules a task with that
+token after ``FACELOGIN_RETRAIN_DEBOUNCE_SECONDS``; a task whose token is no longer the newest does
+nothing, so 500 uploads end in one retrain. Activation is one transaction; a failed or worse-than-
+required training leaves the previous version active.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from datetime import timedelta
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from facelogin.models import ClassifierVersion, EnrolmentPhoto, RetrainRequest, Student
+from facelogin.services import audit, biometrics
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingRefused(Exception):
+    pass
+
+
+# --- requests and debouncing ------------------------------------------------------------------
+def retrain_request(*, reason: str, actor=None, countdown: int | None = None) -> int:
+    """Ask for a retrain soon; returns the token the scheduled task carries."""
+    from facelogin import tasks
+
+    with transaction.atomic():
+        request, _ = RetrainRequest.objects.select_for_update().get_or_create(singleton=1)
+        request.token = F("token") + 1
+        request.requested_at = timezone.now()
+        request.reason = reason[:200]
+        request.save()
+        request.refresh_from_db()
+        token = request.token
+        delay = settings.FACELOGIN["RETRAIN_DEBOUNCE_SECONDS"] if countdown is None else countdown
+        actor_id = actor.pk if actor is not None else None
+        transaction.on_commit(
+            lambda: tasks.retrain_classifier.apply_async(args=[token], kwargs={"trigger": reason, "actor_id": actor_id}, countdown=delay)
+        )
+    return token
+
+
+def newest_retrain_token() -> int:
+    return RetrainRequest.objects.filter(singleton=1).values_list("token", flat=True).first() or 0
+
+
+# --- the gallery --------------------------------------------------------------------------------
+def gallery_students():
+    """Students whose faces may be recognised: allowed to sign in and not blocked."""
+    return Student.objects.filter(
+        status__in=settings.FACELOGIN["SIGNIN_STATUSES"], user__is_active=True, face_login_blocked=False
+    )
+
+
+def gallery_arrays(*, model_name: str) -> tuple[np.ndarray, list[str]]:
+    rows = EnrolmentPhoto.objects.filter(
+        state=EnrolmentPhoto.State.ACCEPTED,
+        model_name=model_name,
+        student__in=gallery_students(),
+        embedding__isnull=False,
+    ).values_list("student_id", "embedding")
+    labels, vectors = [], []
+    for student_id, sealed in rows.iterator(chunk_size=2000):
+        labels.append(str(student_id))
+        vectors.append(biometrics.unseal_embedding(sealed))
+    if not vectors:
+        return np.zeros((0, 512), dtype=np.float32), []
+    return np.stack(vectors).astype(np.float32), labels
+
+
+# --- training -----------------------------------------------------------------------------------
+def classifier_train(*, trigger: str, actor=None, token: int | None = None) -> ClassifierVersion | None:
+    """Train, calibrate and (if good enough) activate a new version. None when superseded."""
+    from facelogin.pipeline.decide import train_model
+    from facelogin.services.recognition import model_name as current_model_name
+
+    if token is not None and token != newest_retrain_token():
+        logger.info("retrain token %s superseded; skipping", token)
+        return None
+    _fail_abandoned_trainings()
+    config = settings.FACELOGIN
+    model_name = current_model_name()
+    version = ClassifierVersion.objects.create(
+        trigger=trigger[:200], triggered_by=actor, model_name=model_name, classifier=config["CLASSIFIER"]
+    )
+    try:
+        embeddings, labels = gallery_arrays(model_name=model_name)
+        students = len(set(labels))
+        version.gallery_students, version.gallery_embeddings = students, len(labels)
+        if students < 1:
+            raise TrainingRefused("no student has an accepted photo yet")
+        trained = train_model(
+            embeddings, labels, kind=config["CLASSIFIER"], target_fpir=config["TARGET_FPIR"], model_name=model_name
+        )
+        version.thresholds = trained.thresholds_report()
+        version.metrics = trained.metrics
+        version.artifact = biometrics.seal(trained.to_bytes(), context=b"classifier")
+        accuracy = trained.metrics.get("holdout_rank1_accuracy")
+        if accuracy is not None and accuracy < config["MIN_HOLDOUT_ACCURACY"]:
+            version.status = ClassifierVersion.Status.REJECTED
+            version.error = f"held-out accuracy {accuracy:.3f} is below FACELOGIN_MIN_HOLDOUT_ACCURACY"
+            version.save()
+            return version
+        version.status = ClassifierVersion.Status.READY
+        version.save()
+    except Exception as exc:  # noqa: BLE001 - recorded on the version; the old one stays active
+        version.status = ClassifierVersion.Status.FAILED
+        version.error = str(exc) if isinstance(exc, TrainingRefused) else traceback.format_exc(limit=5)
+        version.save()
+        logger.warning("classifier training failed: %s", exc)
+        return version
+    classifier_activate(version=version, actor=actor, action=audit.BiometricAction.Action.RETRAIN)
+    return version
+
+
+def _fail_abandoned_trainings() -> None:
+    """A worker killed mid-training leaves a 'training' row; mark it so nobody waits on it."""
+    stale = timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
+    ClassifierVersion.objects.filter(status=ClassifierVersion.Status.TRAINING, created_at__lt=stale).update(
+        status=ClassifierVersion.Status.FAILED, error="abandoned (the worker stopped during training)"
+    )
+
+
+@transaction.atomic
+def classifier_activate(*, version: ClassifierVersion, actor=None, action: str = "rollback") -> ClassifierVersion:
+    from facelogin.services.recognition import model_name as current_model_name
+
+    version = ClassifierVersion.objects.select_for_update().get(pk=version.pk)
+    if version.status != ClassifierVersion.Status.READY or not version.artifact:
+        raise TrainingRefused("only a version that trained successfully can be activated")
+    if version.model_name != current_model_name():
+        raise TrainingRefused("this version belongs to another face model")
+    ClassifierVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
+    version.is_active = True
+    version.activated_at = timezone.now()
+    version.save(update_fields=["is_active", "activated_at"])
+    audit.biometric_action_record(action=action, actor=actor, version=version.pk, students=version.gallery_students)
+    return version
+
+
+def active_version_id(*, model_name: str) -> int | None:
+    return (
+        ClassifierVersion.objects.filter(is_active=True, model_name=model_name).values_list("pk", flat=True).first()
+    )
+
+
+def load_trained_model(version_id: int):
+    from facelogin.pipeline.decide import TrainedModel
+
+    sealed = ClassifierVersion.objects.filter(pk=version_id).values_list("artifact", flat=True).first()
+    if not sealed:
+        return None
+    return TrainedModel.from_bytes(biometrics.unseal(sealed, context=b"classifier"))

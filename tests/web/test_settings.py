@@ -1,0 +1,57 @@
+"""Settings are read in a fresh interpreter here: the test process has its own already loaded."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+
+def _run_django(args: list[str], **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL"))}
+    clean.update(env)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=REPO, env=clean, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_settings_refuse_to_start_without_a_secret_key_outside_debug():
+    result = _run_django(["check"])
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_debug_may_run_without_a_secret_key():
+    result = _run_django(["check"], DJANGO_DEBUG="1")
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_secret_key_may_come_from_a_file(tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text("x" * 60)
+    result = _run_django(["check"], DJANGO_SECRET_KEY_FILE=str(key_file))
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_malformed_boolean_is_refused_loudly():
+    result = _run_django(["check"], DJANGO_SECRET_KEY="x" * 60, DJANGO_DEBUG="maybe")
+    assert result.returncode != 0
+    assert "DJANGO_DEBUG must be true or false" in result.stderr
+
+
+def test_check_deploy_is_clean_with_production_settings():
+    result = _run_django(
+        ["check", "--deploy", "--fail-level", "WARNING"],
+        DJANGO_SECRET_KEY="kq3-" + "v9Zp2LmQ8rT4wX7yB1nC6dF0gH5jK" * 2,
+        DJANGO_HTTPS="1",
+        DJANGO_ALLOWED_HOSTS="portal.example.ac.kr",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_check_deploy_warns_without_https():
+    result = _run_django(["check", "--deploy", "--fail-level", "WARNING"], DJANGO_SECRET_KEY="kq3-" + "v9Zp2LmQ8rT4" * 5)
+    assert result.returncode != 0

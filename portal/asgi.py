@@ -14,7 +14,14 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from django.conf import settings  # noqa: E402
+
 from facelogin.routing import websocket_urlpatterns  # noqa: E402
+from facelogin.services.recognition import warm_up_in_background  # noqa: E402
+
+if settings.FACELOGIN["WARM_UP"]:
+    # Load and warm the models now, so the first student of the day does not wait for them.
+    warm_up_in_background()
 
 application = ProtocolTypeRouter(
     {

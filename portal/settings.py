@@ -213,4 +213,10 @@ FACELOGIN = {
     "RETRAIN_DEBOUNCE_SECONDS": env_int("FACELOGIN_RETRAIN_DEBOUNCE_SECONDS", 10, minimum=0),
     "MODEL_REFRESH_SECONDS": env_float("FACELOGIN_MODEL_REFRESH_SECONDS", 2.0),
     "KEEP_ORIGINALS": env_bool("FACELOGIN_KEEP_ORIGINALS", False),
+    # Active liveness (a random head-movement challenge). Off only by this explicit switch; the
+    # admin and the sign-in page then show a warning.
+    "LIVENESS": env_bool("FACELOGIN_LIVENESS", True),
+    "MODE": env("FACELOGIN_MODE", "identify"),  # identify (face alone) or verify (student number, then face)
+    "AUDIT_RETENTION_DAYS": env_int("FACELOGIN_AUDIT_RETENTION_DAYS", 365, minimum=1),
+    "WARM_UP": env_bool("FACELOGIN_WARM_UP", True),
 }

@@ -55,3 +55,11 @@ def make_student(db):
 def _fast_password_hashing(settings):
     # Django's default PBKDF2 costs ~0.3 s a hash on these machines; tests hash hundreds of times.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _compiled_translations(django_db_blocker):
+    # ./portal.sh test compiles them during set-up; a bare `pytest` run gets them here too.
+    from django.core.management import call_command
+
+    call_command("compile_translations", verbosity=0)

@@ -1,3 +1,10 @@
 from __future__ import annotations
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from facelogin import protocol
+from facelogin.consumers import FaceLoginConsumer
+
+websocket_urlpatterns = [
+    path(protocol.WEBSOCKET_PATH, FaceLoginConsumer.as_asgi()),
+]

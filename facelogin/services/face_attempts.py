@@ -18,6 +18,8 @@ from django.conf import settings
 from facelogin import protocol
 from facelogin.models import Student
 from facelogin.pipeline.errors import ImageError, PipelineError
+from facelogin.pipeline.liveness import FAILED as LIVENESS_FAILED
+from facelogin.pipeline.liveness import LivenessCheck, random_challenge
 from facelogin.services import audit, recognition, throttle
 from facelogin.services.tickets import ticket_issue
 
@@ -50,6 +52,8 @@ class FaceAttempt:
     seen_digests: set[str] = field(default_factory=set)
     finished: bool = False
     decider: object | None = None
+    liveness: LivenessCheck | None = None
+    confirmed_label: str | None = None  # identity decided; waiting for the liveness challenge
     last_scores: dict = field(default_factory=dict)
 
     @property
@@ -72,11 +76,14 @@ class FaceAttempt:
             await self._audit("throttled", reason=verdict.scope)
             return Outcome({"type": "throttled", "retry_after": verdict.retry_after}, protocol.Close.THROTTLED)
         engine = await recognition.engine_async()
-        if engine is None or (await engine.current_model_async()) is None:
+        model = await engine.current_model_async() if engine is not None else None
+        if model is None:
             self.finished = True
-            await self._audit("unavailable", reason="no_classifier")
+            await self._audit("unavailable", reason="no_model" if engine is None else "no_classifier")
             return Outcome({"type": "failed", "reason": "unavailable"}, protocol.Close.UNAVAILABLE)
-        self.decider = recognition.new_decider()
+        self.decider = recognition.new_decider(model)
+        if self.config["LIVENESS"]:
+            self.liveness = LivenessCheck(random_challenge(), recognition.liveness_config())
         return None
 
     def hello(self) -> dict:
@@ -90,7 +97,14 @@ class FaceAttempt:
             "max_frames": config["MAX_FRAMES"],
             "deadline_seconds": config["ATTEMPT_SECONDS"],
             "codes": protocol.codes_for_client(),
+            "challenge": self._challenge(),
         }
+
+    def _challenge(self) -> dict | None:
+        if self.liveness is None:
+            return None
+        state = self.liveness.state
+        return {"step": state.current_step, "index": state.step_index, "total": len(state.steps)}
 
     # --- frames -------------------------------------------------------------------------------
     async def frame(self, data: bytes) -> Outcome:
@@ -117,16 +131,40 @@ class FaceAttempt:
         if model is None:
             return await self.fail("unavailable", protocol.Close.UNAVAILABLE)
         vote = recognition.frame_vote(model, analysis)
-        decision = recognition.decider_observe(self.decider, vote)
-        self.last_scores = recognition.vote_scores(vote)
+        if vote.label is not None or not self.last_scores:
+            self.last_scores = recognition.vote_scores(vote)
 
-        if decision.status == "accepted":
-            return await self._accept(decision.label)
-        if decision.status == "rejected" or self.frames >= self.config["MAX_FRAMES"]:
-            return await self.fail(decision.reason or "not_recognised", protocol.Close.NOT_RECOGNISED)
-        return Outcome(self._frame_reply(analysis, decision))
+        if self.liveness is not None and not self.liveness.observe(analysis):
+            # A new face track: identity evidence from the old one must not carry over.
+            self.decider, self.confirmed_label = recognition.new_decider(model), None
+        if self.liveness is not None and self.liveness.state.status == LIVENESS_FAILED:
+            return await self.fail("liveness_failed", protocol.Close.NOT_RECOGNISED)
 
-    def _frame_reply(self, analysis, decision) -> dict:
+        if self.confirmed_label is None:
+            decision = self.decider.observe(vote)
+            if decision.status == "rejected":
+                return await self.fail(decision.reason or "not_recognised", protocol.Close.NOT_RECOGNISED)
+            if decision.status == "accepted":
+                self.confirmed_label = decision.label
+        elif recognition.conflicts_with(vote, self.confirmed_label):
+            return await self.fail("conflict", protocol.Close.NOT_RECOGNISED)
+
+        if self.confirmed_label is not None and (self.liveness is None or self.liveness.passed):
+            return await self._accept(self.confirmed_label)
+        if self.frames >= self.config["MAX_FRAMES"]:
+            reason = "liveness_failed" if self.confirmed_label is not None else "not_recognised"
+            return await self.fail(reason, protocol.Close.NOT_RECOGNISED)
+        return Outcome(self._frame_reply(analysis))
+
+    def _progress(self) -> float:
+        identity = 1.0 if self.confirmed_label is not None else recognition.decision_progress(self.decider.decision)
+        if self.liveness is None:
+            return identity
+        state = self.liveness.state
+        challenge = 1.0 if self.liveness.passed else state.step_index / len(state.steps)
+        return (identity + challenge) / 2
+
+    def _frame_reply(self, analysis) -> dict:
         face = analysis.face
         guidance = protocol.Guidance.NO_FACE
         if face is not None:
@@ -143,7 +181,8 @@ class FaceAttempt:
             "faces": analysis.detection.count,
             "face": {"box": [round(v, 1) for v in face.box]} if face is not None else None,
             "guidance": guidance,
-            "progress": round(min(1.0, decision.progress), 3),
+            "progress": round(self._progress(), 3),
+            "challenge": self._challenge(),
         }
 
     # --- endings ------------------------------------------------------------------------------
@@ -171,6 +210,13 @@ class FaceAttempt:
         await self._audit("failed", reason=audit_reason or reason)
         return Outcome({"type": "failed", "reason": reply_reason or reason}, close_code)
 
+    async def violation(self, code: str, close_code: int) -> Outcome:
+        """The client broke the protocol (text frame, oversized frame, flooding): a failed attempt."""
+        self.finished = True
+        await database_sync_to_async(throttle.attempt_failed)(ip=self.ip, session_key=self.session_key)
+        await self._audit("failed", reason=code)
+        return Outcome({"type": "error", "code": code}, close_code)
+
     async def abandon(self) -> None:
         """The browser went away before a decision."""
         if not self.finished and self.frames:
@@ -186,6 +232,7 @@ class FaceAttempt:
             student=student,
             frames=self.frames,
             scores=self.last_scores,
+            challenge=self.liveness.state.report() if self.liveness is not None else {"liveness": "off"},
         )
 
 

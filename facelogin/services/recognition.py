@@ -136,20 +136,56 @@ def warm_up_in_background() -> None:
 
 
 # --- decision (the pipeline's decide module, seen from the services) ---------------------------
-def new_decider():
-    from facelogin.pipeline.decide import AttemptDecider, DecisionConfig
+def new_decider(model):
+    """A per-attempt decider: the model's decision rules, with this deployment's frame budget.
+
+    The deadline is enforced by the consumer (it also covers a silent client), not by the decider.
+    """
+    from dataclasses import replace
+
+    from facelogin.pipeline.decide import AttemptDecider
 
     config = face_settings()
-    return AttemptDecider(DecisionConfig(min_frames=config["MIN_FRAMES"], max_frames=config["MAX_FRAMES"]))
+    min_frames = config["MIN_FRAMES"]
+    return AttemptDecider(
+        replace(model.config, min_frames=min_frames, max_frames=max(min_frames, config["MAX_FRAMES"]), deadline_s=None)
+    )
+
+
+def conflicts_with(vote, label: str) -> bool:
+    """Does this frame point confidently at a student other than ``label``?"""
+    pointed = set(vote.confident) | ({vote.label} if vote.label else set())
+    return bool(pointed - {label})
+
+
+def liveness_config():
+    from facelogin.pipeline.liveness import LivenessConfig
+
+    return LivenessConfig()
 
 
 def frame_vote(model, analysis):
-    return model.vote(analysis.embedding if analysis.quality is not None and analysis.quality.ok else None)
+    from facelogin.pipeline.decide import vote_analysis
+
+    return vote_analysis(model, analysis)
 
 
-def decider_observe(decider, vote):
-    return decider.observe(vote)
+def decision_progress(decision) -> float:
+    leading = max(decision.votes.values(), default=0)
+    return min(1.0, leading / max(1, face_settings()["MIN_FRAMES"]))
 
 
 def vote_scores(vote) -> dict:
-    return vote.scores() if vote is not None else {}
+    """Scores worth keeping with a sign-in or an audit row (never the embedding itself)."""
+
+    def finite(value: float) -> float | None:
+        return round(float(value), 4) if value not in (float("inf"), float("-inf")) else None
+
+    return {
+        "similarity": finite(vote.similarity),
+        "best_similarity": finite(vote.best_similarity),
+        "second_similarity": finite(vote.second_similarity),
+        "threshold": finite(vote.threshold),
+        "probability": round(float(vote.probability), 4),
+        "reason": vote.reason,
+    }

@@ -101,10 +101,10 @@ def classifier_train(*, trigger: str, actor=None, token: int | None = None) -> C
         trained = train_model(
             embeddings, labels, kind=config["CLASSIFIER"], target_fpir=config["TARGET_FPIR"], model_name=model_name
         )
-        version.thresholds = trained.thresholds_report()
-        version.metrics = trained.metrics
+        version.thresholds = _json_safe({"similarity": trained.threshold, **trained.calibration.to_dict()})
+        version.metrics = _json_safe(trained.metrics)
         version.artifact = biometrics.seal(trained.to_bytes(), context=b"classifier")
-        accuracy = trained.metrics.get("holdout_rank1_accuracy")
+        accuracy = trained.metrics.get("holdout", {}).get("rank1_accuracy")
         if accuracy is not None and accuracy < config["MIN_HOLDOUT_ACCURACY"]:
             version.status = ClassifierVersion.Status.REJECTED
             version.error = f"held-out accuracy {accuracy:.3f} is below FACELOGIN_MIN_HOLDOUT_ACCURACY"
@@ -118,8 +118,26 @@ def classifier_train(*, trigger: str, actor=None, token: int | None = None) -> C
         version.save()
         logger.warning("classifier training failed: %s", exc)
         return version
-    classifier_activate(version=version, actor=actor, action=audit.BiometricAction.Action.RETRAIN)
-    return version
+    return classifier_activate(version=version, actor=actor, action=audit.BiometricAction.Action.RETRAIN)
+
+
+def _json_safe(value):
+    """Metrics as plain JSON (numpy scalars and infinities made portable)."""
+    import json
+    import math
+
+    def clean(item):
+        if isinstance(item, dict):
+            return {str(k): clean(v) for k, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [clean(v) for v in item]
+        if isinstance(item, (np.floating, float)):
+            return float(item) if math.isfinite(float(item)) else None
+        if isinstance(item, np.integer):
+            return int(item)
+        return item
+
+    return json.loads(json.dumps(clean(value)))
 
 
 def _fail_abandoned_trainings() -> None:

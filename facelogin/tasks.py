@@ -1,0 +1,33 @@
+"""Celery tasks. Each takes ids, calls one service and owns only retries (HackSoft's styleguide).
+
+``acks_late`` with ``reject_on_worker_lost`` (settings): a worker killed mid-task leaves the message
+unacknowledged, so another worker runs it again; the services make a second run harmless.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.contrib.auth import get_user_model
+from django.db import OperationalError, InterfaceError
+
+from facelogin.pipeline.errors import ModelUnavailable
+
+# Passing errors worth retrying: a database restart or lock, a model file still being written.
+TRANSIENT = (OperationalError, InterfaceError, ModelUnavailable)
+
+
+@shared_task(acks_late=True, autoretry_for=TRANSIENT, retry_backoff=2, retry_backoff_max=120, max_retries=8)
+def process_enrolment_photo(photo_id: int) -> str | None:
+    from facelogin.services.enrolment import photo_process
+
+    photo = photo_process(photo_id=photo_id)
+    return photo.state if photo is not None else None
+
+
+@shared_task(acks_late=True, autoretry_for=TRANSIENT, retry_backoff=2, retry_backoff_max=120, max_retries=5)
+def retrain_classifier(token: int | None = None, *, trigger: str = "", actor_id: int | None = None) -> int | None:
+    from facelogin.services.training import classifier_train
+
+    actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
+    version = classifier_train(trigger=trigger or "enrolment changed", actor=actor, token=token)
+    return version.pk if version is not None else None

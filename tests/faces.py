@@ -1,0 +1,74 @@
+"""Real faces for tests: paths, webcam-like frames and a cached embedding per photo."""
+
+from __future__ import annotations
+
+import io
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from tests.conftest import FACES
+
+JOHNS = FACES / "johns"
+ENROL_COUNT = 6  # the first six photos of a person are enrolled; the rest are held out
+
+
+def johns() -> list[Path]:
+    return sorted(p for p in JOHNS.iterdir() if p.is_dir())
+
+
+def photos_of(person: Path) -> list[Path]:
+    return sorted(p for p in person.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".pgm"})
+
+
+def enrol_photos(person: Path) -> list[Path]:
+    return photos_of(person)[:ENROL_COUNT]
+
+
+def held_out_photos(person: Path) -> list[Path]:
+    return photos_of(person)[ENROL_COUNT:]
+
+
+def webcam_frame(
+    photo: Path, *, size: tuple[int, int] = (640, 480), face_height: int = 300, shift: int = 0, mirror: bool = False
+) -> bytes:
+    """The photo scaled to a webcam-sized face on a plain 640x480 background, as browser JPEG bytes."""
+    face = Image.open(photo).convert("RGB")
+    if mirror:
+        face = face.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    scale = face_height / face.height
+    face = face.resize((round(face.width * scale), face_height), Image.Resampling.BICUBIC)
+    canvas = Image.new("RGB", size, (118, 122, 128))
+    canvas.paste(face, ((size[0] - face.width) // 2 + shift, (size[1] - face.height) // 2))
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="JPEG", quality=80)
+    return buffer.getvalue()
+
+
+@lru_cache(maxsize=None)
+def embedding_of(photo: Path) -> np.ndarray:
+    """The photo's enrolment embedding, computed once per test session with the real pipeline."""
+    from facelogin.services.enrolment import ENROL_FORMATS
+    from facelogin.services.recognition import engine
+
+    analysis = engine().analyzer.analyze_bytes(photo.read_bytes(), purpose="enrol", formats=ENROL_FORMATS)
+    return analysis.embedding
+
+
+def challenge_frame(photo: Path, step: str | None, *, shift: int = 0) -> bytes:
+    """A webcam frame answering a liveness step with a real photo.
+
+    ``photo`` must show the head turned to the image's left (negative yaw: the person's right); the
+    mirror image turns it the other way. Closer and back rescale a frontal photo.
+    """
+    if step == "turn_right":
+        return webcam_frame(photo, shift=shift)
+    if step == "turn_left":
+        return webcam_frame(photo, shift=shift, mirror=True)
+    if step == "move_closer":
+        return webcam_frame(photo, shift=shift, face_height=400)
+    if step == "move_back":
+        return webcam_frame(photo, shift=shift, face_height=210)
+    return webcam_frame(photo, shift=shift)

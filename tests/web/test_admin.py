@@ -1,0 +1,87 @@
+"""Registrar staff in the admin: students, photo uploads, thumbnails, deleting face data, versions."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from facelogin.models import ClassifierVersion, EnrolmentPhoto, Student
+from tests import faces
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def staff(admin_client):
+    return admin_client
+
+
+def test_staff_create_a_student_with_a_password_from_the_admin(staff, client):
+    response = staff.post(
+        "/admin/facelogin/student/add/",
+        {"student_number": "20269999", "full_name": "New Student", "department": "Law", "status": "enrolled", "password": "s3cret-pass-word"},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    student = Student.objects.get(student_number="20269999")
+    assert student.user.username == "20269999"
+    assert client.login(username="20269999", password="s3cret-pass-word")
+
+
+def test_the_student_list_searches_and_filters(staff, make_student):
+    make_student("20260001", full_name="Kim Minji")
+    make_student("20260002", full_name="Lee Junho", status="suspended")
+    assert "Kim Minji" in staff.get("/admin/facelogin/student/?q=Minji").content.decode()
+    body = staff.get("/admin/facelogin/student/?status__exact=suspended").content.decode()
+    assert "Lee Junho" in body and "Kim Minji" not in body
+
+
+@pytest.mark.slow
+def test_several_photos_uploaded_at_once_are_enrolled_with_thumbnails_and_a_count(staff, make_student):
+    student = make_student("20260001")
+    person = faces.johns()[0]
+    uploads = [SimpleUploadedFile(p.name, p.read_bytes(), content_type="image/jpeg") for p in faces.enrol_photos(person)[:3]]
+    uploads.append(SimpleUploadedFile("notes.txt", b"not a photo", content_type="text/plain"))
+    response = staff.post(
+        f"/admin/facelogin/student/{student.pk}/change/",
+        {
+            "student_number": student.student_number, "full_name": student.full_name, "department": "", "status": "enrolled",
+            "face_login_blocked_reason": "", "face_photos": uploads,
+            "photos-TOTAL_FORMS": "0", "photos-INITIAL_FORMS": "0", "photos-MIN_NUM_FORMS": "0", "photos-MAX_NUM_FORMS": "1000",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    states = sorted(EnrolmentPhoto.objects.values_list("state", "reason"))
+    assert states == [("accepted", ""), ("accepted", ""), ("accepted", ""), ("rejected", "not_an_image")]
+    page = staff.get(f"/admin/facelogin/student/{student.pk}/change/").content.decode()
+    assert "enough to sign in by face" in page
+    assert "Not an image" in page
+    photo = EnrolmentPhoto.objects.filter(state="accepted").first()
+    thumbnail = staff.get(f"/admin/facelogin/enrolmentphoto/{photo.pk}/crop.jpg")
+    assert thumbnail["Content-Type"] == "image/jpeg" and thumbnail.content[:2] == b"\xff\xd8"
+    status = staff.get(f"/admin/facelogin/student/{student.pk}/enrolment-status/").json()
+    assert status["accepted"] == 3 and status["needed"] == 3
+    assert ClassifierVersion.objects.filter(is_active=True).exists()
+
+
+def test_students_cannot_see_thumbnails(client, make_student):
+    make_student("20260001")
+    client.login(username="20260001", password="correct-horse-battery")
+    assert client.get("/admin/facelogin/enrolmentphoto/1/crop.jpg").status_code == 302
+
+
+@pytest.mark.slow
+def test_the_delete_face_data_button_asks_then_deletes(staff, make_student):
+    student = make_student("20260001")
+    EnrolmentPhoto.objects.create(student=student, state="accepted", content_sha256="x" * 64)
+    page = staff.get(f"/admin/facelogin/student/{student.pk}/delete-face-data/").content.decode()
+    assert "cannot be undone" in page
+    assert EnrolmentPhoto.objects.exists()
+    response = staff.post(f"/admin/facelogin/student/{student.pk}/delete-face-data/")
+    assert response.status_code == 302
+    assert not EnrolmentPhoto.objects.exists()
+
+
+def test_the_classifier_versions_page_lists_versions(staff):
+    ClassifierVersion.objects.create(model_name="casia-webface", classifier="centroid", status="failed", error="boom")
+    body = staff.get("/admin/facelogin/classifierversion/").content.decode()
+    assert "centroid" in body and "Failed" in body

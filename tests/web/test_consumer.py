@@ -1,0 +1,313 @@
+"""The face sign-in websocket on the real ASGI application, with real faces."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.sessions.backends.db import SessionStore
+from django.test import Client
+
+from facelogin import protocol
+from facelogin.models import EnrolmentPhoto, FaceAttempt, SignIn
+from facelogin.services import biometrics
+from facelogin.services.recognition import engine
+from facelogin.services.training import classifier_train
+from portal.asgi import application
+from tests import faces
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttles_and_model(settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    # Liveness has its own tests below; these are about recognition and the protocol.
+    settings.FACELOGIN = {**settings.FACELOGIN, "MODEL_REFRESH_SECONDS": 0.0, "MAX_FRAMES": 8, "LIVENESS": False}
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def enrolled(make_student):
+    """Three real people enrolled (six photos each) and a classifier trained on them."""
+    students = {}
+    for index, person in enumerate(faces.johns()[:3], start=1):
+        student = make_student(f"2026J00{index}", full_name=person.name.replace("_", " "))
+        for photo in faces.enrol_photos(person):
+            EnrolmentPhoto.objects.create(
+                student=student,
+                state=EnrolmentPhoto.State.ACCEPTED,
+                content_sha256=hashlib.sha256(photo.read_bytes()).hexdigest(),
+                embedding=biometrics.seal_embedding(faces.embedding_of(photo)),
+                model_name="casia-webface",
+            )
+        students[person] = student
+    version = classifier_train(trigger="test")
+    assert version.is_active, version.error
+    return students
+
+
+def _session_cookie() -> tuple[SessionStore, list[tuple[bytes, bytes]]]:
+    session = SessionStore()
+    session.create()
+    headers = [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1"), (b"cookie", f"sessionid={session.session_key}".encode())]
+    return session, headers
+
+
+async def _connect(headers=None):
+    if headers is None:
+        _, headers = await database_sync_to_async(_session_cookie)()
+    communicator = WebsocketCommunicator(application, "/" + protocol.WEBSOCKET_PATH, headers=headers)
+    connected, _ = await communicator.connect(timeout=30)
+    assert connected
+    return communicator
+
+
+async def _receive(communicator, timeout=30) -> dict:
+    return json.loads(await communicator.receive_from(timeout=timeout))
+
+
+async def _sign_in_with(communicator, frames: list[bytes]) -> list[dict]:
+    hello = await _receive(communicator)
+    assert hello["type"] == "hello" and hello["codes"] == protocol.codes_for_client()
+    answers = []
+    for frame in frames:
+        await communicator.send_to(bytes_data=frame)
+        answer = await _receive(communicator)
+        answers.append(answer)
+        if answer["type"] in ("success", "failed", "throttled"):
+            break
+    return answers
+
+
+async def test_an_enrolled_students_held_out_photos_earn_a_ticket_that_signs_in(enrolled):
+    person = faces.johns()[0]
+    session, headers = await database_sync_to_async(_session_cookie)()
+    communicator = await _connect(headers)
+    frames = [faces.webcam_frame(p) for p in faces.held_out_photos(person)]
+    answers = await _sign_in_with(communicator, frames)
+    assert answers[0]["type"] == "frame" and answers[0]["face"] is not None and answers[0]["guidance"] == "face_found"
+    assert answers[-1]["type"] == "success", answers
+    assert (await communicator.receive_output(timeout=5))["code"] == protocol.Close.NORMAL
+
+    def redeem():
+        client = Client()
+        client.cookies["sessionid"] = session.session_key
+        response = client.post("/login/face/complete/", {"ticket": answers[-1]["ticket"]})
+        return response, client.get("/").content.decode()
+
+    response, home = await database_sync_to_async(redeem)()
+    assert response.status_code == 302
+    student = enrolled[person]
+    assert student.full_name in home and student.student_number in home
+    sign_in = await database_sync_to_async(SignIn.objects.get)()
+    assert sign_in.method == "face" and sign_in.scores["similarity"] >= sign_in.scores["threshold"]
+    attempt = await database_sync_to_async(FaceAttempt.objects.get)()
+    assert attempt.outcome == "ticket_issued" and attempt.student_id == student.pk
+
+
+@pytest.mark.parametrize("stranger", ["johns", "photo"])
+async def test_a_face_that_is_not_enrolled_never_gets_a_ticket(enrolled, stranger):
+    if stranger == "johns":
+        photos = faces.photos_of(faces.johns()[4])
+    else:
+        photos = [faces.FACES / "photos" / name for name in ("paul_rudd.jpg", "shea_whigham.jpg", "angelina_jolie.jpg", "kate_siegel.jpg")]
+    communicator = await _connect()
+    frames = [faces.webcam_frame(p, shift=s) for p in photos for s in (0, 8)]
+    answers = await _sign_in_with(communicator, frames)
+    assert not any(a["type"] == "success" for a in answers)
+    assert answers[-1] == {"type": "failed", "reason": answers[-1]["reason"]}
+    assert (await communicator.receive_output(timeout=5))["code"] == protocol.Close.NOT_RECOGNISED
+    attempt = await database_sync_to_async(FaceAttempt.objects.get)()
+    assert attempt.outcome == "failed" and attempt.student_id is None
+
+
+async def test_a_text_frame_closes_with_the_protocol_code(enrolled):
+    communicator = await _connect()
+    await _receive(communicator)
+    await communicator.send_to(text_data="hello?")
+    assert await _receive(communicator) == {"type": "error", "code": "text_frame"}
+    assert (await communicator.receive_output(timeout=5))["code"] == protocol.Close.PROTOCOL
+
+
+async def test_an_oversized_frame_closes_with_its_own_code(enrolled, settings):
+    communicator = await _connect()
+    await _receive(communicator)
+    await communicator.send_to(bytes_data=b"\xff\xd8" + bytes(settings.FACELOGIN["MAX_FRAME_BYTES"]))
+    assert await _receive(communicator) == {"type": "error", "code": "frame_too_large"}
+    assert (await communicator.receive_output(timeout=5))["code"] == protocol.Close.FRAME_TOO_LARGE
+
+
+async def test_garbage_bytes_are_answered_and_the_third_ends_the_attempt(enrolled):
+    communicator = await _connect()
+    await _receive(communicator)
+    for index in range(2):
+        await communicator.send_to(bytes_data=b"not an image %d" % index)
+        assert await _receive(communicator) == {"type": "error", "code": protocol.Error.BAD_IMAGE}
+    await communicator.send_to(bytes_data=b"\xff\xd8\xff\xe0 truncated jpeg")
+    assert await _receive(communicator) == {"type": "failed", "reason": "bad_image"}
+    assert (await communicator.receive_output(timeout=5))["code"] == protocol.Close.BAD_IMAGES
+
+
+async def test_the_same_frame_twice_counts_once(enrolled):
+    communicator = await _connect()
+    await _receive(communicator)
+    frame = faces.webcam_frame(faces.held_out_photos(faces.johns()[0])[0])
+    await communicator.send_to(bytes_data=frame)
+    first = await _receive(communicator)
+    await communicator.send_to(bytes_data=frame)
+    assert first["type"] == "frame"
+    assert await _receive(communicator) == {"type": "error", "code": protocol.Error.DUPLICATE}
+    await communicator.disconnect()
+
+
+async def test_frames_faster_than_the_cap_are_dropped_then_the_client_is_closed(enrolled, settings):
+    settings.FACELOGIN = {**settings.FACELOGIN, "MAX_FRAMES_PER_SECOND": 2.0}
+    communicator = await _connect()
+    await _receive(communicator)
+    frames = [faces.webcam_frame(p, shift=s) for p in faces.held_out_photos(faces.johns()[0]) for s in range(0, 40, 2)]
+    for frame in frames[:25]:  # no backpressure: fire without waiting for answers
+        await communicator.send_to(bytes_data=frame)
+    codes = []
+    while True:
+        message = await communicator.receive_output(timeout=30)
+        if message["type"] == "websocket.close":
+            break
+        codes.append(json.loads(message["text"]).get("code") or json.loads(message["text"])["type"])
+    assert message["code"] == protocol.Close.THROTTLED
+    assert codes.count(protocol.Error.TOO_FAST) >= 10
+    assert protocol.Error.BUSY in codes or "frame" in codes
+
+
+async def test_a_connection_without_a_session_is_closed(enrolled):
+    communicator = WebsocketCommunicator(application, "/" + protocol.WEBSOCKET_PATH, headers=[(b"origin", b"http://127.0.0.1")])
+    connected, _ = await communicator.connect(timeout=10)
+    assert connected
+    assert (await communicator.receive_output(timeout=5))["code"] == protocol.Close.NO_SESSION
+
+
+async def test_a_foreign_origin_is_refused(enrolled):
+    _, headers = await database_sync_to_async(_session_cookie)()
+    headers = [(k, b"http://evil.example" if k == b"origin" else v) for k, v in headers]
+    communicator = WebsocketCommunicator(application, "/" + protocol.WEBSOCKET_PATH, headers=headers)
+    connected, _ = await communicator.connect(timeout=10)
+    assert not connected
+
+
+async def test_without_a_trained_classifier_the_page_is_told_face_sign_in_is_unavailable(db):
+    communicator = await _connect()
+    assert await _receive(communicator) == {"type": "failed", "reason": "unavailable"}
+    assert (await communicator.receive_output(timeout=5))["code"] == protocol.Close.UNAVAILABLE
+
+
+async def test_repeated_failures_put_the_session_into_a_cool_down(enrolled, settings):
+    settings.FACELOGIN = {**settings.FACELOGIN, "THROTTLE_FAILURES_BEFORE_COOLDOWN": 2}
+    _, headers = await database_sync_to_async(_session_cookie)()
+    for _ in range(2):
+        communicator = await _connect(headers)
+        await _receive(communicator)
+        await communicator.send_to(text_data="x")  # each attempt fails
+        await _receive(communicator)
+        await communicator.receive_output(timeout=5)
+    communicator = await _connect(headers)
+    answer = await _receive(communicator)
+    assert answer["type"] == "throttled" and answer["retry_after"] > 0
+    assert (await communicator.receive_output(timeout=5))["code"] == protocol.Close.THROTTLED
+
+
+async def test_one_bad_client_does_not_disturb_another(enrolled):
+    """A flooding client and an honest one at the same time: the honest one still signs in."""
+    honest = await _connect()
+    flooder = await _connect()
+    await _receive(honest)
+    await _receive(flooder)
+
+    async def flood():
+        junk = np.random.default_rng(0).integers(0, 255, 30_000, dtype=np.uint8).tobytes()
+        for index in range(40):
+            await flooder.send_to(bytes_data=junk + bytes([index]))
+            await asyncio.sleep(0)
+
+    frames = [faces.webcam_frame(p) for p in faces.held_out_photos(faces.johns()[1])]
+
+    async def sign_in():
+        answers = []
+        for frame in frames:
+            await honest.send_to(bytes_data=frame)
+            answer = await _receive(honest)
+            answers.append(answer)
+            if answer["type"] != "frame":
+                break
+        return answers
+
+    _, answers = await asyncio.gather(flood(), sign_in())
+    assert answers[-1]["type"] == "success", answers
+    await flooder.disconnect()
+
+
+async def test_a_student_suspended_after_training_is_not_signed_in(enrolled):
+    person = faces.johns()[0]
+    student = enrolled[person]
+    student.status = "suspended"
+    await database_sync_to_async(student.save)()
+    communicator = await _connect()
+    answers = await _sign_in_with(communicator, [faces.webcam_frame(p) for p in faces.held_out_photos(person)])
+    assert answers[-1]["type"] == "failed"
+    attempt = await database_sync_to_async(FaceAttempt.objects.get)()
+    assert attempt.reason == "inactive_student"
+
+
+# --- liveness -------------------------------------------------------------------------------------
+TURNED_AWAY = faces.JOHNS / "John_Schneider" / "000326_00926128.jpg"  # a real head turn (yaw about -20)
+
+
+@pytest.fixture
+def with_liveness(settings):
+    settings.FACELOGIN = {**settings.FACELOGIN, "LIVENESS": True, "MAX_FRAMES": 20}
+
+
+async def test_a_still_photo_fails_the_liveness_challenge(enrolled, with_liveness):
+    person = faces.JOHNS / "John_Schneider"
+    communicator = await _connect()
+    hello = await _receive(communicator)
+    assert hello["challenge"]["step"] in ("turn_left", "turn_right", "move_closer", "move_back")
+    still = faces.held_out_photos(person)[0]
+    answers = []
+    for shift in range(0, 40, 2):  # the same photo, jiggled so the bytes differ (replays count once)
+        await communicator.send_to(bytes_data=faces.webcam_frame(still, shift=shift))
+        answers.append(await _receive(communicator))
+        if answers[-1]["type"] != "frame":
+            break
+    assert answers[-1] == {"type": "failed", "reason": "liveness_failed"}
+    assert not any(a["type"] == "success" for a in answers)
+    attempt = await database_sync_to_async(FaceAttempt.objects.get)()
+    assert attempt.outcome == "failed" and attempt.challenge["status"] == "pending" and attempt.challenge["completed"] == 0
+
+
+async def test_real_frames_that_follow_the_challenge_sign_in(enrolled, with_liveness):
+    person = faces.JOHNS / "John_Schneider"
+    frontal = faces.held_out_photos(person)
+    communicator = await _connect()
+    hello = await _receive(communicator)
+    challenge, answer, shift = hello["challenge"], None, 0
+    for index in range(30):
+        step = challenge["step"] if index >= 4 else None  # look at the camera first, then follow
+        photo = TURNED_AWAY if step in ("turn_left", "turn_right") else frontal[index % len(frontal)]
+        shift += 2
+        await communicator.send_to(bytes_data=faces.challenge_frame(photo, step, shift=shift % 12))
+        answer = await _receive(communicator)
+        if answer["type"] != "frame":
+            break
+        challenge = answer["challenge"]
+    assert answer["type"] == "success", answer
+    attempt = await database_sync_to_async(FaceAttempt.objects.get)()
+    assert attempt.outcome == "ticket_issued" and attempt.challenge["status"] == "passed"
+    assert attempt.student_id == enrolled[person].pk

@@ -1,0 +1,195 @@
+"""Enrolment and retraining through the real pipeline, tasks run in-process (the embedded default)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance, ImageFilter
+
+from facelogin.models import BiometricAction, ClassifierVersion, EnrolmentPhoto
+from facelogin.services import enrolment, training
+from facelogin.services.recognition import engine
+from tests import faces
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+def _jpeg(image: Image.Image, quality: int = 92) -> bytes:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def _photo(name: str = "angelina_jolie.jpg") -> Image.Image:
+    return Image.open(faces.FACES / "photos" / name).convert("RGB")
+
+
+def _bomb_png(width: int = 60_000, height: int = 60_000) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b"")
+
+
+def _altered_images() -> dict[str, bytes]:
+    photo = _photo()
+    small = Image.new("RGB", (1600, 1200), (120, 120, 120))
+    small.paste(photo.resize((photo.width // 12, photo.height // 12)), (700, 500))
+    group = Image.open(faces.FACES / "photos" / "multiface.jpg")
+    turned = photo.crop((photo.width // 2 - photo.width // 8, 0, photo.width, photo.height))
+    return {
+        "not_an_image": b"%PDF-1.4 this is not a photo",
+        "too_large": _jpeg(photo) + b"\0" * (11 * 1024 * 1024),
+        "too_many_pixels": _bomb_png(),
+        "truncated": _jpeg(photo)[:4000],
+        "no_face": (faces.FACES / "photos" / "noface_dogs.jpg").read_bytes(),
+        "several_faces": _jpeg(group),
+        "too_small": _jpeg(small),
+        "too_dark": _jpeg(ImageEnhance.Brightness(photo).enhance(0.12)),
+        "too_bright": _jpeg(ImageEnhance.Brightness(photo).enhance(3.5)),
+        "blurred": _jpeg(photo.filter(ImageFilter.GaussianBlur(6))),
+        "turned": _jpeg(turned),
+    }
+
+
+@pytest.mark.parametrize("reason", list(_altered_images()))
+def test_each_rejection_reason_comes_from_a_real_altered_image(make_student, reason):
+    student = make_student("20260001")
+    (photo,) = enrolment.photos_submit(student=student, uploads=[enrolment.Upload(f"{reason}.jpg", _altered_images()[reason])], retrain=False)
+    photo.refresh_from_db()
+    assert (photo.state, photo.reason) == ("rejected", reason), photo.quality
+    assert photo.detail and photo.original is None and photo.embedding is None
+
+
+def test_a_duplicate_photo_is_rejected(make_student):
+    student = make_student("20260001")
+    data = (faces.enrol_photos(faces.johns()[0])[0]).read_bytes()
+    first, second = enrolment.photos_submit(student=student, uploads=[enrolment.Upload("a.jpg", data), enrolment.Upload("b.jpg", data)], retrain=False)
+    first.refresh_from_db(), second.refresh_from_db()
+    assert first.state == "accepted"
+    assert (second.state, second.reason) == ("rejected", "duplicate")
+
+
+def _enrol(make_student, people, **kwargs):
+    students = {}
+    for index, person in enumerate(people, start=1):
+        student = make_student(f"2026J00{index}", full_name=person.name)
+        uploads = [enrolment.Upload(p.name, p.read_bytes()) for p in faces.enrol_photos(person)]
+        enrolment.photos_submit(student=student, uploads=uploads, **kwargs)
+        students[person] = student
+    return students
+
+
+def _identify(person_photo) -> str | None:
+    """What the live decision says about held-out frames of one person (the consumer's code path)."""
+    from facelogin.services import recognition
+
+    model = engine().current_model()
+    decider = recognition.new_decider(model)
+    decision = None
+    for frame in [faces.webcam_frame(person_photo, shift=s) for s in (0, 6, 12, 18, 24)]:
+        analysis = engine().analyzer.analyze_bytes(frame, purpose="login")
+        decision = decider.observe(recognition.frame_vote(model, analysis))
+        if decision.final:
+            break
+    return decision.label if decision.accepted else None
+
+
+@pytest.fixture
+def live_model(settings):
+    settings.FACELOGIN = {**settings.FACELOGIN, "MODEL_REFRESH_SECONDS": 0.0}
+    engine().forget_model()
+    yield
+    engine().forget_model()
+
+
+def test_three_enrolled_people_are_each_recognised_from_a_held_out_photo(make_student, live_model):
+    people = faces.johns()[:3]
+    students = _enrol(make_student, people)
+    version = ClassifierVersion.objects.get(is_active=True)
+    assert version.gallery_students == 3 and version.thresholds["similarity"] > 0
+    for person, student in students.items():
+        assert enrolment.face_ready(student=student)
+        assert _identify(faces.held_out_photos(person)[0]) == str(student.pk)
+    assert _identify(faces.photos_of(faces.johns()[4])[0]) is None
+
+
+def test_many_uploads_cause_one_retrain_not_many(make_student, settings):
+    _enrol(make_student, faces.johns()[:2])
+    # Eager mode has no countdown, but the token still tells superseded requests apart.
+    assert ClassifierVersion.objects.filter(status="ready").count() >= 1
+    token = training.newest_retrain_token()
+    assert training.classifier_train(trigger="stale", token=token - 1) is None
+
+
+def test_a_failed_retrain_leaves_the_previous_version_active(make_student, monkeypatch):
+    _enrol(make_student, faces.johns()[:2])
+    active = ClassifierVersion.objects.get(is_active=True)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory while fitting")
+
+    monkeypatch.setattr("facelogin.pipeline.decide.train_model", broken)
+    version = training.classifier_train(trigger="test")
+    assert version.status == "failed" and "out of memory" in version.error
+    assert ClassifierVersion.objects.get(is_active=True) == active
+
+
+def test_a_version_worse_than_required_is_not_activated(make_student, settings):
+    _enrol(make_student, faces.johns()[:2])
+    active = ClassifierVersion.objects.get(is_active=True)
+    settings.FACELOGIN = {**settings.FACELOGIN, "MIN_HOLDOUT_ACCURACY": 1.01}
+    version = training.classifier_train(trigger="test")
+    assert version.status == "rejected"
+    assert ClassifierVersion.objects.get(is_active=True) == active
+
+
+def test_roll_back_activates_an_earlier_version(make_student, admin_user):
+    _enrol(make_student, faces.johns()[:2])
+    first = ClassifierVersion.objects.get(is_active=True)
+    second = training.classifier_train(trigger="again")
+    assert second.is_active and second != first
+    training.classifier_activate(version=first, actor=admin_user)
+    assert ClassifierVersion.objects.get(is_active=True) == first
+    assert BiometricAction.objects.filter(action="rollback", actor=admin_user).exists()
+
+
+def test_deleting_face_data_makes_the_student_unrecognisable(make_student, live_model, admin_user):
+    people = faces.johns()[:3]
+    students = _enrol(make_student, people)
+    gone = students[people[0]]
+    assert _identify(faces.held_out_photos(people[0])[0]) == str(gone.pk)
+    enrolment.face_data_delete(students=[gone], actor=admin_user)
+    assert not EnrolmentPhoto.objects.filter(student=gone).exists()
+    assert ClassifierVersion.objects.get(is_active=True).gallery_students == 2
+    engine().forget_model()
+    assert _identify(faces.held_out_photos(people[0])[0]) is None
+    assert _identify(faces.held_out_photos(people[1])[0]) == str(students[people[1]].pk)
+
+
+def test_processing_a_photo_twice_does_no_harm(make_student):
+    student = make_student("20260001")
+    (photo,) = enrolment.photos_submit(student=student, uploads=[enrolment.Upload("a.jpg", faces.enrol_photos(faces.johns()[0])[0].read_bytes())], retrain=False)
+    again = enrolment.photo_process(photo_id=photo.pk)
+    assert again.state == "accepted"
+    assert EnrolmentPhoto.objects.count() == 1
+    assert BiometricAction.objects.filter(action="enrol").count() == 1
+
+
+def test_stored_embeddings_are_encrypted(make_student):
+    student = make_student("20260001")
+    (photo,) = enrolment.photos_submit(student=student, uploads=[enrolment.Upload("a.jpg", faces.enrol_photos(faces.johns()[0])[0].read_bytes())], retrain=False)
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT embedding, crop FROM facelogin_enrolmentphoto WHERE id = %s", [photo.pk])
+        embedding, crop = cursor.fetchone()
+    plain = faces.embedding_of(faces.enrol_photos(faces.johns()[0])[0]).astype("<f4").tobytes()
+    assert bytes(embedding)[:4] == b"FLB1" and plain[:64] not in bytes(embedding)
+    assert bytes(crop)[:4] == b"FLB1" and b"JFIF" not in bytes(crop)
+    assert np.frombuffer(plain, dtype="<f4").shape == (512,)

@@ -133,6 +133,7 @@ class ClassifierVersion(models.Model):
     metrics = models.JSONField(default=dict)
     error = models.TextField(blank=True)
     artifact = models.BinaryField(null=True, blank=True)  # encrypted TrainedModel bytes
+    request_token = models.PositiveBigIntegerField(null=True, blank=True)  # the RetrainRequest it answered
 
     class Meta:
         ordering = ["-created_at"]

@@ -219,4 +219,7 @@ FACELOGIN = {
     "MODE": env("FACELOGIN_MODE", "identify"),  # identify (face alone) or verify (student number, then face)
     "AUDIT_RETENTION_DAYS": env_int("FACELOGIN_AUDIT_RETENTION_DAYS", 365, minimum=1),
     "WARM_UP": env_bool("FACELOGIN_WARM_UP", True),
+    # Test hook: wait this long at the start of each training (the crash-recovery test kills the
+    # worker inside it). Always 0 in production.
+    "TRAINING_PAUSE_SECONDS": env_float("FACELOGIN_TRAINING_PAUSE_SECONDS", 0.0),
 }

@@ -76,6 +76,7 @@ def photos_submit(*, student: Student, uploads: Iterable[Upload], uploaded_by=No
             )
             if len(upload.data) > limit:  # never stored: refuse at the door
                 photo.state, photo.reason, photo.processed_at = EnrolmentPhoto.State.REJECTED, "too_large", timezone.now()
+                photo.detail, photo.progress = rejection_message("too_large"), 100
             else:
                 photo.original = biometrics.seal(upload.data, context=b"original")
             photo.save()

@@ -9,13 +9,14 @@ required training leaves the previous version active.
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from datetime import timedelta
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from facelogin.models import ClassifierVersion, EnrolmentPhoto, RetrainRequest, Student
@@ -86,18 +87,21 @@ def classifier_train(*, trigger: str, actor=None, token: int | None = None) -> C
     if token is not None and token != newest_retrain_token():
         logger.info("retrain token %s superseded; skipping", token)
         return None
-    _fail_abandoned_trainings()
+    _fail_abandoned_trainings(token)
     config = settings.FACELOGIN
     model_name = current_model_name()
     version = ClassifierVersion.objects.create(
-        trigger=trigger[:200], triggered_by=actor, model_name=model_name, classifier=config["CLASSIFIER"]
+        trigger=trigger[:200], triggered_by=actor, model_name=model_name, classifier=config["CLASSIFIER"], request_token=token
     )
     try:
+        if config["TRAINING_PAUSE_SECONDS"]:
+            time.sleep(config["TRAINING_PAUSE_SECONDS"])  # lets the crash-recovery test kill a worker here
         embeddings, labels = gallery_arrays(model_name=model_name)
         students = len(set(labels))
         version.gallery_students, version.gallery_embeddings = students, len(labels)
-        if students < 1:
-            raise TrainingRefused("no student has an accepted photo yet")
+        if students < 2:
+            # Thresholds are calibrated on enrolled students against each other: one is not enough.
+            raise TrainingRefused("at least two students need accepted photos before face sign-in can be calibrated")
         trained = train_model(
             embeddings, labels, kind=config["CLASSIFIER"], target_fpir=config["TARGET_FPIR"], model_name=model_name
         )
@@ -140,10 +144,15 @@ def _json_safe(value):
     return json.loads(json.dumps(clean(value)))
 
 
-def _fail_abandoned_trainings() -> None:
-    """A worker killed mid-training leaves a 'training' row; mark it so nobody waits on it."""
+def _fail_abandoned_trainings(token: int | None) -> None:
+    """A worker killed mid-training leaves a 'training' row; mark it so nobody waits on it.
+
+    The same token arriving again means its earlier run died (acks_late redelivers the message);
+    any other training row older than the task time limit cannot still be running.
+    """
     stale = timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
-    ClassifierVersion.objects.filter(status=ClassifierVersion.Status.TRAINING, created_at__lt=stale).update(
+    abandoned = Q(created_at__lt=stale) | (Q(request_token=token) if token is not None else Q(pk__in=[]))
+    ClassifierVersion.objects.filter(abandoned, status=ClassifierVersion.Status.TRAINING).update(
         status=ClassifierVersion.Status.FAILED, error="abandoned (the worker stopped during training)"
     )
 

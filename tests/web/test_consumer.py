@@ -50,6 +50,7 @@ def enrolled(make_student):
                 model_name="casia-webface",
             )
         students[person] = student
+    faces.enrol_background(make_student)
     version = classifier_train(trigger="test")
     assert version.is_active, version.error
     return students

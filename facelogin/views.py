@@ -16,6 +16,7 @@ from django.utils.translation import gettext_lazy as _
 from facelogin.auth import student_of
 from facelogin.models import SignIn
 from facelogin.services.faceflow import face_page_context, safe_next
+from facelogin.services.reports import ReportRefused, sign_in_report_not_me
 from facelogin.services.signins import METHOD_ATTR, SCORES_ATTR, recent_sign_ins
 from facelogin.services.tickets import TicketRefused, ticket_redeem
 
@@ -64,6 +65,24 @@ def face_login_complete(request: HttpRequest) -> HttpResponse:
     setattr(request, SCORES_ATTR, ticket.scores)
     login(request, ticket.student.user, backend="facelogin.auth.ActiveStudentBackend")  # rotates the session key
     return redirect(safe_next(request, request.POST.get("next")) or "home")
+
+
+@login_required
+@require_POST
+def report_not_me(request: HttpRequest, sign_in_id: int) -> HttpResponse:
+    student = student_of(request.user)
+    if student is None:
+        return redirect("home")
+    try:
+        sign_in_report_not_me(student=student, sign_in_id=sign_in_id)
+    except ReportRefused:
+        messages.error(request, _("That sign-in could not be found."))
+        return redirect("home")
+    messages.warning(
+        request,
+        _("Thank you. Face sign-in is switched off for your account until the registrar's office has looked into it. Please change your password."),
+    )
+    return redirect("home")
 
 
 class SignOutView(auth_views.LogoutView):

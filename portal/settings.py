@@ -216,7 +216,6 @@ FACELOGIN = {
     # Active liveness (a random head-movement challenge). Off only by this explicit switch; the
     # admin and the sign-in page then show a warning.
     "LIVENESS": env_bool("FACELOGIN_LIVENESS", True),
-    "MODE": env("FACELOGIN_MODE", "identify"),  # identify (face alone) or verify (student number, then face)
     "AUDIT_RETENTION_DAYS": env_int("FACELOGIN_AUDIT_RETENTION_DAYS", 365, minimum=1),
     "WARM_UP": env_bool("FACELOGIN_WARM_UP", True),
     # Test hook: wait this long at the start of each training (the crash-recovery test kills the

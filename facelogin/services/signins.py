@@ -23,12 +23,38 @@ def user_agent(request: HttpRequest) -> str:
 
 def record_sign_in(*, user, request: HttpRequest | None) -> SignIn:
     method = getattr(request, METHOD_ATTR, SignIn.Method.PASSWORD) if request else SignIn.Method.PASSWORD
-    return SignIn.objects.create(
+    sign_in = SignIn.objects.create(
         user=user,
         method=method,
         ip=client_ip(request) if request else None,
         user_agent=user_agent(request) if request else "",
         scores=getattr(request, SCORES_ATTR, None) if request else None,
+    )
+    if method == SignIn.Method.FACE and user.email and is_new_browser(sign_in):
+        notify_new_browser(sign_in)
+    return sign_in
+
+
+def is_new_browser(sign_in: SignIn) -> bool:
+    return not SignIn.objects.filter(user=sign_in.user, user_agent=sign_in.user_agent).exclude(pk=sign_in.pk).exists()
+
+
+def notify_new_browser(sign_in: SignIn) -> None:
+    """Tell the student by email: a face sign-in they did not make is their cue to report it."""
+    from django.core.mail import send_mail
+    from django.utils.translation import gettext as _
+
+    send_mail(
+        _("New face sign-in to your university portal"),
+        _(
+            "Your face was used to sign in to the university portal from a browser not seen before.\n\n"
+            "Time: %(time)s\nIP address: %(ip)s\nBrowser: %(browser)s\n\n"
+            "If this was not you, open the portal and press “This was not me” next to this sign-in."
+        )
+        % {"time": sign_in.at.strftime("%Y-%m-%d %H:%M"), "ip": sign_in.ip or "-", "browser": sign_in.user_agent or "-"},
+        None,
+        [sign_in.user.email],
+        fail_silently=True,
     )
 
 

@@ -245,7 +245,7 @@ class ClassifierVersionAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("held-out accuracy"))
     def holdout_accuracy(self, version: ClassifierVersion):
-        value = (version.metrics or {}).get("holdout_rank1_accuracy")
+        value = ((version.metrics or {}).get("holdout") or {}).get("rank1_accuracy")
         return f"{value:.3f}" if isinstance(value, (int, float)) else "—"
 
 

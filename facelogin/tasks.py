@@ -7,6 +7,7 @@ unacknowledged, so another worker runs it again; the services make a second run 
 from __future__ import annotations
 
 from celery import shared_task
+from celery.signals import worker_ready
 from django.contrib.auth import get_user_model
 from django.db import OperationalError, InterfaceError
 
@@ -31,3 +32,13 @@ def retrain_classifier(token: int | None = None, *, trigger: str = "", actor_id:
     actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
     version = classifier_train(trigger=trigger or "enrolment changed", actor=actor, token=token)
     return version.pk if version is not None else None
+
+
+@worker_ready.connect
+def _requeue_after_outage(**kwargs) -> None:
+    """A worker coming up sends again what a broker outage left queued (idempotent)."""
+    from facelogin.services.enrolment import photos_requeue
+    from facelogin.services.training import retrain_request
+
+    if photos_requeue(older_than_seconds=30):
+        retrain_request(reason="photos re-sent after a queue outage")

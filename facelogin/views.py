@@ -91,5 +91,7 @@ class SignOutView(auth_views.LogoutView):
 
 @never_cache
 def healthz(request: HttpRequest) -> JsonResponse:
-    """Liveness for load balancers: answers without touching the models."""
-    return JsonResponse({"status": "ok"})
+    """For load balancers: answers at once; ``face_engine`` says whether this process's models are warm."""
+    from facelogin.services.recognition import engine_ready
+
+    return JsonResponse({"status": "ok", "face_engine": "ready" if engine_ready() else "loading"})

@@ -116,8 +116,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Redis: channel layer, shared cache, Celery broker -----------------------------------------
 REDIS_URL = env("REDIS_URL")
 if REDIS_URL:
+    # channels-redis polls with a 5 s blocking pop; redis-py 8 times reads out at 5 s by default,
+    # which killed idle websockets (close 1011) after ~5 s. Give reads room above the poll.
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}]},
+        }
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:

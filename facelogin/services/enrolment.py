@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -82,10 +82,37 @@ def photos_submit(*, student: Student, uploads: Iterable[Upload], uploaded_by=No
             photo.save()
             photos.append(photo)
         queued = [photo.pk for photo in photos if photo.state == EnrolmentPhoto.State.QUEUED]
-        transaction.on_commit(lambda: [tasks.process_enrolment_photo.delay(pk) for pk in queued])
+        transaction.on_commit(lambda: photos_enqueue(queued), robust=True)
     if retrain and queued:
         retrain_request(reason=f"{len(queued)} photo(s) for {student.student_number}", actor=uploaded_by)
     return photos
+
+
+def photos_enqueue(photo_ids: Iterable[int]) -> int:
+    """Hand photos to the workers. With the broker down they stay queued (nothing is lost) and
+    ``requeue_photos`` (run when a worker starts, or by hand) sends them again."""
+    from kombu.exceptions import OperationalError
+
+    from facelogin import tasks
+
+    sent = 0
+    for pk in photo_ids:
+        try:
+            tasks.process_enrolment_photo.delay(pk)
+        except OperationalError:
+            logger.warning("task queue unavailable: photo %s stays queued until requeue_photos", pk)
+            return sent
+        sent += 1
+    return sent
+
+
+def photos_requeue(*, older_than_seconds: int = 0) -> int:
+    """Send again every photo still queued (a broker outage, a lost message). Idempotent."""
+    from datetime import timedelta
+
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    ids = list(EnrolmentPhoto.objects.filter(state=EnrolmentPhoto.State.QUEUED, created_at__lte=cutoff).values_list("pk", flat=True))
+    return photos_enqueue(ids)
 
 
 def photo_process(*, photo_id: int, analyzer=None) -> EnrolmentPhoto | None:
@@ -96,7 +123,8 @@ def photo_process(*, photo_id: int, analyzer=None) -> EnrolmentPhoto | None:
     photo = EnrolmentPhoto.objects.select_related("student").filter(pk=photo_id).first()
     if not claimed or photo is None:
         return photo  # already finished (a repeated delivery) or deleted meanwhile
-    EnrolmentPhoto.objects.filter(pk=photo_id).update(attempts=photo.attempts + 1)
+    EnrolmentPhoto.objects.filter(pk=photo_id).update(attempts=F("attempts") + 1)
+    photo.attempts += 1
     if analyzer is None:
         from facelogin.services.recognition import engine
 
@@ -125,6 +153,12 @@ def photo_process(*, photo_id: int, analyzer=None) -> EnrolmentPhoto | None:
         photo.original = None
     photo.save()
     audit.biometric_action_record(action=BiometricAction.Action.ENROL, actor=photo.uploaded_by, student=photo.student, photo=photo.pk)
+    if not settings.CELERY_TASK_ALWAYS_EAGER:
+        # With several workers, the upload's debounced retrain may start before this photo is done:
+        # ask again (debounced, so a batch still ends in one retrain).
+        from facelogin.services.training import retrain_request
+
+        retrain_request(reason=f"photo accepted for {photo.student.student_number}", actor=photo.uploaded_by)
     return photo
 
 

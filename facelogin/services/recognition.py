@@ -125,10 +125,20 @@ def reset_engine() -> None:
         _engine = None
 
 
+_ready = threading.Event()
+
+
+def engine_ready() -> bool:
+    """True once this process has loaded and warmed its models (reported by /healthz/)."""
+    return _ready.is_set()
+
+
 def warm_up_in_background() -> None:
     def run() -> None:
         try:
             engine().warm_up()
+            _ready.set()
+            logger.info("face engine ready")
         except Exception:  # noqa: BLE001 - reported; sign-in reports "unavailable" on its own
             logger.exception("face engine warm-up failed")
 

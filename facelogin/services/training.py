@@ -44,10 +44,20 @@ def retrain_request(*, reason: str, actor=None, countdown: int | None = None) ->
         token = request.token
         delay = settings.FACELOGIN["RETRAIN_DEBOUNCE_SECONDS"] if countdown is None else countdown
         actor_id = actor.pk if actor is not None else None
-        transaction.on_commit(
-            lambda: tasks.retrain_classifier.apply_async(args=[token], kwargs={"trigger": reason, "actor_id": actor_id}, countdown=delay)
-        )
+        transaction.on_commit(lambda: _schedule(token, reason, actor_id, delay), robust=True)
     return token
+
+
+def _schedule(token: int, reason: str, actor_id: int | None, delay: int) -> None:
+    from kombu.exceptions import OperationalError
+
+    from facelogin import tasks
+
+    try:
+        tasks.retrain_classifier.apply_async(args=[token], kwargs={"trigger": reason, "actor_id": actor_id}, countdown=delay)
+    except OperationalError:
+        # The request (token) is stored; requeue_photos asks again when the broker is back.
+        logger.warning("task queue unavailable: retrain %s will be requested again by requeue_photos", token)
 
 
 def newest_retrain_token() -> int:

@@ -136,7 +136,8 @@ function handleAnswer(answer) {
       say(messages[answer.guidance] || messages.look, answer.guidance === "face_found" ? "ok" : "warn");
       break;
     case "error":
-      awaitingAnswer = false;
+      // "busy" and "too_fast" refuse a frame sent early; the frame in flight still gets its answer.
+      if (answer.code !== "busy" && answer.code !== "too_fast") awaitingAnswer = false;
       if (answer.code === "bad_image") say(messages.bad_image, "warn");
       break;
     case "throttled":

@@ -1,0 +1,118 @@
+"""The production topology of docs/deployment.md on one machine: PostgreSQL, Redis, TWO daphne
+processes (separate ports, the same environment) and one Celery worker.
+
+A registrar enrols three students and starts a retrain through daphne 2's admin; a student then signs
+in by face through daphne 1, which was already running (and had no classifier at all) before: every
+daphne process follows the active classifier version in the database, without a restart.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests import faces
+from tests.integration.conftest import AdminSession, Database, Person, create_people, face_sign_in
+from tests.live import manage, portal_env, wait_until
+
+pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]
+
+PEOPLE = [
+    Person("2026P001", "John Salley", "John_Salley"),
+    Person("2026P002", "John Savage", "John_Savage"),
+    Person("2026P003", "John Schneider", "John_Schneider"),
+]
+SETTINGS = {
+    "FACELOGIN_RETRAIN_DEBOUNCE_SECONDS": "1",
+    "FACELOGIN_LIVENESS": "0",
+    "FACELOGIN_MODEL_REFRESH_SECONDS": "0.5",
+    # Three enrolled students are too few to calibrate a 1-in-1,000 stranger rate (the threshold then
+    # refuses everyone, as it should); these tests are about the processes, not accuracy.
+    "FACELOGIN_TARGET_FPIR": "0.05",
+}
+
+
+def test_a_retrain_started_from_daphne_2_signs_students_in_through_daphne_1_without_a_restart(
+    tmp_path_factory, faces_dir, redis_server, postgres_server, daphne_process, celery_worker
+):
+    timings = {}
+    started = time.monotonic()
+    env = portal_env(
+        tmp_path_factory.mktemp("portal") / "data", DATABASE_URL=postgres_server, REDIS_URL=redis_server, **SETTINGS
+    )
+    manage(env, "migrate", "--noinput")
+    ids = create_people(env, PEOPLE)
+    db = Database(postgres_url=postgres_server)
+    assert db.value("SELECT COUNT(*) FROM facelogin_student") == 3  # in PostgreSQL, not in a file
+    first, second = daphne_process(env), daphne_process(env)
+    worker = celery_worker(env, name="w1")
+    first_pid = first.process.pid
+    timings["start-up"] = time.monotonic() - started
+
+    # Daphne 1 is up before any classifier exists: face sign-in is refused as unavailable.
+    person = PEOPLE[1]
+    held_out = faces.held_out_photos(faces.JOHNS / person.folder)
+    refused = face_sign_in(first.url, held_out, max_frames=1)
+    assert refused.final == {"type": "failed", "reason": "unavailable"} and refused.close_code == 4003, str(refused)
+
+    # The registrar enrols three students through daphne 2's admin; the worker processes the photos.
+    mark = time.monotonic()
+    admin = AdminSession(second.url)
+    for student in PEOPLE:
+        photos = faces.enrol_photos(faces.JOHNS / student.folder)
+        response = admin.upload_photos(ids[student.number], student, photos)
+        assert response.status_code == 302, response.text[:3000]
+    enrolled = wait_until(
+        lambda: db.enrolment_finished(18),
+        timeout=300,
+        interval=0.5,
+        message=f"enrolment not finished: photos {db.photos()}, versions {db.versions()}",
+    )
+    assert [p["state"] for p in db.photos()] == ["accepted"] * 18
+    assert (enrolled["gallery_students"], enrolled["gallery_embeddings"]) == (3, 18)
+    timings["enrolment"] = time.monotonic() - mark
+
+    # "Retrain now" on daphne 2's classifier versions page.
+    mark = time.monotonic()
+    response = admin.run_action("/admin/facelogin/classifierversion/", "retrain_now", [enrolled["id"]])
+    assert response.status_code == 302, response.text[:3000]
+    retrained = wait_until(
+        lambda: (v := db.active_version()) is not None and v["id"] > enrolled["id"] and v,
+        timeout=180,
+        interval=0.5,
+        message=f"the retrain started from daphne 2 never became active: {db.versions()}",
+    )
+    assert retrained["status"] == "ready" and retrained["trigger"] == "requested by staff"
+    assert (retrained["gallery_students"], retrained["gallery_embeddings"]) == (3, 18)
+    timings["retrain"] = time.monotonic() - mark
+
+    # A student signs in through daphne 1, with photos the classifier never saw.
+    attempt = face_sign_in(first.url, held_out)
+    assert attempt.final.get("type") == "success" and attempt.close_code == 1000, str(attempt)
+    home = attempt.home
+    assert home.status_code == 200 and home.url == f"{first.url}/", (home.status_code, home.url)
+    assert f'id="student-name">{person.name}<' in home.text
+    assert f'id="student-number">{person.number}<' in home.text
+    timings["sign-in"] = attempt.seconds
+
+    # Daphne 1 ran throughout, loaded the version trained at daphne 2's request, and served it.
+    assert first.alive() and first.process.pid == first_pid
+    assert f"face classifier version now {retrained['id']}" in first.log_text()
+    assert "/ws/face-login/" not in second.log_text()  # the websocket never went to daphne 2
+    attempts = db.rows(
+        "SELECT a.outcome, s.student_number FROM facelogin_faceattempt a "
+        "LEFT JOIN facelogin_student s ON s.id = a.student_id ORDER BY a.id"
+    )
+    assert attempts == [
+        {"outcome": "unavailable", "student_number": None},
+        {"outcome": "ticket_issued", "student_number": person.number},
+    ]
+    sign_ins = db.rows(
+        "SELECT si.method FROM facelogin_signin si JOIN facelogin_student s ON s.user_id = si.user_id "
+        "WHERE s.student_number = ?",
+        (person.number,),
+    )
+    assert sign_ins == [{"method": "face"}]
+    assert worker.alive()
+    print("\n" + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()))

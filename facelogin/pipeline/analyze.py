@@ -11,7 +11,8 @@ the default). A poor frame gives no vote in the decision anyway, and the embeddi
 stage (~47 ms per face at batch 1), so computing it would only feed load. Set the flag to embed every
 face that was found (e.g. for benchmarks that study poor frames). ``embed=False`` skips the stage.
 
-Dark frames: when the face is too dark, or no face was found in a dark frame, the image is brightened
+Dark frames (login only; an enrolment photo should be retaken in good light, since the gallery sets
+the thresholds): when the face is too dark, or no face was found in a dark frame, the image is brightened
 (``quality.brighten``: a 1 % auto-contrast) and detected again; measured on real faces darkened to
 15-35 % with sensor noise and JPEG, this raised detection from 80 % to 100 % at 15 % and the cosine to
 the original face from 0.64-0.92 to 0.86-0.95. A frame rescued that way carries a ``brighten`` entry in
@@ -171,7 +172,7 @@ class FaceAnalyzer:
         report = quality.assess(image, detection.largest, cfg.quality) if detection.largest else None
         clock.lap("quality")
 
-        if cfg.brighten_dark and self._worth_brightening(image, report):
+        if cfg.brighten_dark and purpose == LOGIN and self._worth_brightening(image, report):
             brightened = quality.brighten(image)
             clock.lap("brighten")
             retry = self.detector.detect(brightened)

@@ -8,7 +8,7 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image, ImageEnhance, ImageFilter
+from PIL import Image, ImageFilter
 
 from facelogin.models import BiometricAction, ClassifierVersion, EnrolmentPhoto
 from facelogin.services import enrolment, training
@@ -37,23 +37,25 @@ def _bomb_png(width: int = 60_000, height: int = 60_000) -> bytes:
 
 
 def _altered_images() -> dict[str, bytes]:
-    photo = _photo()
-    small = Image.new("RGB", (1600, 1200), (120, 120, 120))
-    small.paste(photo.resize((photo.width // 12, photo.height // 12)), (700, 500))
+    """Real photos, each altered the way a bad enrolment photo goes wrong."""
+    portrait = _photo("Tom_Cruise_avp_2014_4.jpg")
+    john = Image.open(faces.enrol_photos(faces.johns()[0])[0]).convert("RGB")
+    small = Image.new("RGB", (640, 480), (128, 128, 128))
+    small.paste(portrait.resize((portrait.width * 48 // 406, portrait.height * 48 // 406)), (300, 150))
+    pixels = np.asarray(john).astype(np.float32)
     group = Image.open(faces.FACES / "photos" / "multiface.jpg")
-    turned = photo.crop((photo.width // 2 - photo.width // 8, 0, photo.width, photo.height))
     return {
         "not_an_image": b"%PDF-1.4 this is not a photo",
-        "too_large": _jpeg(photo) + b"\0" * (11 * 1024 * 1024),
+        "too_large": _jpeg(portrait) + b"\0" * (11 * 1024 * 1024),
         "too_many_pixels": _bomb_png(),
-        "truncated": _jpeg(photo)[:4000],
+        "truncated": _jpeg(portrait)[:4000],
         "no_face": (faces.FACES / "photos" / "noface_dogs.jpg").read_bytes(),
         "several_faces": _jpeg(group),
         "too_small": _jpeg(small),
-        "too_dark": _jpeg(ImageEnhance.Brightness(photo).enhance(0.12)),
-        "too_bright": _jpeg(ImageEnhance.Brightness(photo).enhance(3.5)),
-        "blurred": _jpeg(photo.filter(ImageFilter.GaussianBlur(6))),
-        "turned": _jpeg(turned),
+        "too_dark": _jpeg(Image.fromarray((pixels * 0.2).astype(np.uint8))),
+        "too_bright": _jpeg(Image.fromarray(np.clip(np.asarray(portrait.resize((portrait.width * 640 // portrait.height, 640))).astype(np.float32) * 0.4 + 170, 0, 255).astype(np.uint8))),
+        "blurred": _jpeg(john.filter(ImageFilter.GaussianBlur(3))),
+        "turned": (faces.ORL / "s4" / "10.pgm").read_bytes(),  # a real head turn (yaw about +30)
     }
 
 

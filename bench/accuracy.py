@@ -1,0 +1,774 @@
+"""Accuracy benchmark: the live sign-in pipeline and decision, on labelled face folders.
+
+    python -m bench.accuracy --dataset ../shared/faces/orl --dataset ../shared/faces/yale \\
+        --dataset ../shared/faces/johns --enroll 5 --unknown-fraction 0.2
+
+Every image goes through the code the login runs: ``FaceAnalyzer.analyze_bytes`` (decode → detect →
+quality → align → embed), then ``decide.vote_analysis`` and an ``AttemptDecider`` per attempt. The
+classifier version is made by ``decide.train_model`` on the enrolled images only, exactly as the app
+trains it, so the threshold is calibrated on the enrolled gallery and never sees a test attempt.
+
+Protocol, per seed:
+* each ``--dataset DIR`` holds ``DIR/<identity>/<images>``; a fraction ``--unknown-fraction`` of the
+  identities of every dataset (drawn by the seed) is never enrolled, and every ``--unknown DIR`` adds
+  identities that never are;
+* an enrolled identity enrols its first ``--enroll`` images (natural file order; images with no face or
+  poor quality are refused, as the enrolment page refuses them); its other images are login frames;
+* genuine attempts: up to ``--genuine-per-identity`` distinct random combinations of up to ``--frames``
+  of an enrolled identity's login frames; impostor attempts: distinct random ``--frames``-combinations
+  of never-enrolled identities' images, at least ``--impostor-attempts`` in all;
+* an attempt is accepted or rejected by the decider after its frames (the client stops sending).
+
+Embeddings are cached per image under ``data/bench-cache`` (git-ignored), keyed by the file's sha256,
+the FaceNet model and its weights' hash and the analyzer configuration, so reruns skip the CNNs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import math
+import re
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facelogin.pipeline import types
+from facelogin.pipeline.classify import CLASSIFIER_KINDS
+from facelogin.pipeline.decide import (
+    AttemptDecider,
+    DecisionConfig,
+    THESIS_PROBABILITY,
+    FrameVote,
+    ThesisRule,
+    TrainedModel,
+    decide_attempt,
+    frame_gate,
+    train_model,
+    vote_analyses,
+    vote_analysis,
+    vote_frames,
+    with_config,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_JSON = REPO / "bench" / "results" / "accuracy.json"
+DEFAULT_CACHE = REPO / "data" / "bench-cache"
+DEFAULT_MODELS = REPO / "data" / "models"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+DEFAULT_CLASSIFIER = "centroid"
+CACHE_VERSION = 1
+# --sweep: decision settings tried on the default classifier's model (same calibration, same votes' scores).
+SWEEP = [
+    (m, margin, conflict)
+    for m in (1, 2, 3, 4, 5)
+    for margin in (0.0, 0.05, 0.1)
+    for conflict in ("confident", "votes")
+]
+
+
+# --- images and identities -------------------------------------------------------------------------
+
+
+def natural_key(name: str) -> list[Any]:
+    # ORL's 1.pgm … 10.pgm: "first K images" must mean 1..K, not 1, 10, 2, …
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str  # "<dataset>/<folder>": unique across datasets
+    dataset: str
+    images: tuple[Path, ...]
+    always_unknown: bool = False
+
+
+def find_identities(root: Path, *, always_unknown: bool = False) -> list[Identity]:
+    root = root.resolve()
+    if not root.is_dir():
+        raise SystemExit(f"not a directory: {root}")
+    found = []
+    for folder in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: natural_key(p.name)):
+        images = sorted(
+            (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+            key=lambda p: natural_key(p.name),
+        )
+        if images:
+            found.append(Identity(f"{root.name}/{folder.name}", root.name, tuple(images), always_unknown))
+    if not found:
+        raise SystemExit(f"no <identity>/<image> folders under {root}")
+    return found
+
+
+# --- analysis with a cache -----------------------------------------------------------------------
+
+
+@dataclass
+class Frame:
+    """What the bench keeps of one image's analysis (a FrameAnalysis minus the crop)."""
+
+    path: Path
+    analysis: types.FrameAnalysis | None  # None: the image could not be decoded
+    error: str | None = None
+
+    @property
+    def embedding(self) -> np.ndarray | None:
+        return None if self.analysis is None else self.analysis.embedding
+
+    @property
+    def has_face(self) -> bool:
+        return self.analysis is not None and self.analysis.face is not None
+
+    @property
+    def usable(self) -> bool:
+        """What may enrol, and what may vote: the live gate (one face, an embedding, good quality)."""
+        return self.analysis is not None and frame_gate(self.analysis) is None
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: _plain(v) for k, v in asdict(value).items()}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (np.floating, np.integer)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN/inf
+    return value
+
+
+def analysis_to_json(a: types.FrameAnalysis) -> dict[str, Any]:
+    d = _plain(replace(a, crop=None, embedding=None))
+    d.pop("crop", None)
+    d.pop("embedding", None)
+    return d
+
+
+def analysis_from_json(d: dict[str, Any], embedding: np.ndarray | None) -> types.FrameAnalysis:
+    def face(f: dict[str, Any] | None) -> types.Face | None:
+        if f is None:
+            return None
+        return types.Face(
+            box=tuple(f["box"]), probability=f["probability"], landmarks=tuple(tuple(p) for p in f["landmarks"])
+        )
+
+    det = d["detection"]
+    detection = types.Detection(faces=tuple(face(f) for f in det["faces"]), image_size=tuple(det["image_size"]))
+    q = d.get("quality")
+    quality = None
+    if q is not None:
+        quality = types.QualityReport(
+            face_px=q["face_px"],
+            brightness=q["brightness"],
+            sharpness=q["sharpness"],
+            pose=types.Pose(**q["pose"]),
+            issues=tuple(types.QualityIssue(**i) for i in q["issues"]),
+        )
+    return types.FrameAnalysis(
+        detection=detection,
+        face=face(d.get("face")),
+        quality=quality,
+        embedding=embedding,
+        timings_ms=dict(d.get("timings_ms") or {}),
+    )
+
+
+# Benchmark folders hold PGM (ORL; Pillow calls it PPM), GIF, BMP and TIFF as well as what browsers send.
+BENCH_FORMATS = ("JPEG", "PNG", "WEBP", "PPM", "GIF", "BMP", "TIFF")
+
+
+class Analyzer:
+    """The live FaceAnalyzer plus a per-image cache.
+
+    One difference from the live configuration: poor-quality faces are embedded too
+    (``embed_poor_quality``), only so the thesis baseline, which had no quality check, can count them.
+    The live gate (``decide.frame_gate``) still gives those frames no vote in every other row, and a
+    good frame's embedding is the same either way.
+    """
+
+    def __init__(self, *, model: str, model_dir: Path, cache_dir: Path | None, threads: int | None) -> None:
+        from facelogin.pipeline.analyze import AnalyzerConfig, FaceAnalyzer
+        from facelogin.pipeline.embed import Embedder
+        from facelogin.pipeline.weights import prepare_weights, sha256_file
+
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+        weights = prepare_weights(model, model_dir)
+        self.model_name = model
+        self.config = replace(AnalyzerConfig(), embed_poor_quality=True)
+        self.analyzer = FaceAnalyzer(self.config, Embedder(weights))
+        self.cache_dir = cache_dir
+        # Anything that changes an analysis changes the key: model, weights, analyzer settings.
+        self.key_prefix = json.dumps(
+            {
+                "v": CACHE_VERSION,
+                "model": model,
+                "weights": sha256_file(weights),
+                "config": repr(self.config),
+                "formats": BENCH_FORMATS,
+            },
+            sort_keys=True,
+        )
+        self.hits = 0
+        self.misses = 0
+
+    def _key(self, data: bytes, purpose: str) -> str:
+        h = hashlib.sha256(self.key_prefix.encode())
+        h.update(purpose.encode())
+        h.update(hashlib.sha256(data).digest())
+        return h.hexdigest()
+
+    def analyze(self, path: Path, purpose: str) -> Frame:
+        from facelogin.pipeline import errors
+
+        data = path.read_bytes()
+        key = self._key(data, purpose)
+        cached = self._load(key, path)
+        if cached is not None:
+            self.hits += 1
+            return cached
+        self.misses += 1
+        try:
+            analysis = self.analyzer.analyze_bytes(data, purpose=purpose, formats=BENCH_FORMATS)
+            frame = Frame(path, replace(analysis, crop=None))
+        except (errors.ImageError, errors.FaceCountError) as exc:  # enrolment refuses 0 or 2+ faces
+            frame = Frame(path, None, exc.code)
+        self._store(key, frame)
+        return frame
+
+    def _load(self, key: str, path: Path) -> Frame | None:
+        if self.cache_dir is None:
+            return None
+        file = self.cache_dir / key[:2] / f"{key}.npz"
+        if not file.is_file():
+            return None
+        try:
+            with np.load(file, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                emb = z["embedding"] if meta.get("has_embedding") else None
+        except (OSError, ValueError, KeyError):
+            return None  # a torn or stale file: recompute
+        if meta.get("error"):
+            return Frame(path, None, meta["error"])
+        return Frame(path, analysis_from_json(meta["analysis"], None if emb is None else emb.astype(np.float32)))
+
+    def _store(self, key: str, frame: Frame) -> None:
+        if self.cache_dir is None:
+            return
+        file = self.cache_dir / key[:2] / f"{key}.npz"
+        file.parent.mkdir(parents=True, exist_ok=True)
+        meta: dict[str, Any] = {"error": frame.error, "has_embedding": frame.embedding is not None}
+        if frame.analysis is not None:
+            meta["analysis"] = analysis_to_json(frame.analysis)
+        emb = frame.embedding if frame.embedding is not None else np.zeros(0, np.float32)
+        tmp = file.with_name(file.stem + ".tmp.npz")
+        np.savez(tmp, meta=np.array(json.dumps(meta)), embedding=emb)
+        tmp.replace(file)
+
+
+# --- one seed --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Split:
+    seed: int
+    enrolled: list[Identity]
+    unknown: list[Identity]
+    enrol_frames: dict[str, list[Frame]] = field(default_factory=dict)
+    login_frames: dict[str, list[Frame]] = field(default_factory=dict)  # identity -> frames, in file order
+
+
+def make_split(identities: Sequence[Identity], *, seed: int, unknown_fraction: float) -> tuple[list[Identity], list[Identity]]:
+    rng = np.random.default_rng(seed)
+    unknown: set[str] = set()
+    by_dataset: dict[str, list[Identity]] = {}
+    for ident in identities:
+        if ident.always_unknown:
+            unknown.add(ident.name)
+        else:
+            by_dataset.setdefault(ident.dataset, []).append(ident)
+    # Stratified: every dataset loses the same fraction, so no dataset is all-known or all-unknown.
+    for members in by_dataset.values():
+        k = int(round(unknown_fraction * len(members)))
+        if unknown_fraction > 0 and len(members) > 1:
+            k = max(1, min(k, len(members) - 1))
+        for i in rng.choice(len(members), size=k, replace=False):
+            unknown.add(members[i].name)
+    return [i for i in identities if i.name not in unknown], [i for i in identities if i.name in unknown]
+
+
+def combinations(items: Sequence[int], size: int, count: int, rng: np.random.Generator) -> list[tuple[int, ...]]:
+    """Up to ``count`` distinct random ``size``-combinations of ``items``, each in a random order."""
+    size = min(size, len(items))
+    if size == 0 or count <= 0:
+        return []
+    total = math.comb(len(items), size)
+    if total <= max(count * 3, 2_000):
+        pool = list(itertools.combinations(items, size))
+        picks = [pool[i] for i in rng.permutation(len(pool))[:count]]
+    else:
+        seen: set[tuple[int, ...]] = set()
+        while len(seen) < count:
+            seen.add(tuple(sorted(rng.choice(items, size=size, replace=False).tolist())))
+        picks = sorted(seen)
+        picks = [picks[i] for i in rng.permutation(len(picks))]
+    # Frames arrive in some order; the decider's early accept/conflict depends on it.
+    return [tuple(rng.permutation(np.array(c)).tolist()) for c in picks]
+
+
+@dataclass
+class Attempts:
+    genuine: list[tuple[str, tuple[int, ...]]]  # (identity, frame indices into the login frame list)
+    impostor: list[tuple[str, tuple[int, ...]]]
+
+
+def make_attempts(
+    login: list[tuple[str, Frame]],
+    enrolled: set[str],
+    *,
+    frames: int,
+    genuine_per_identity: int,
+    impostor_attempts: int,
+    rng: np.random.Generator,
+) -> Attempts:
+    by_ident: dict[str, list[int]] = {}
+    for i, (name, _) in enumerate(login):
+        by_ident.setdefault(name, []).append(i)
+    genuine = [
+        (name, c)
+        for name, idx in by_ident.items()
+        if name in enrolled
+        for c in combinations(idx, frames, genuine_per_identity, rng)
+    ]
+    strangers = [name for name in by_ident if name not in enrolled]
+    impostor: list[tuple[str, tuple[int, ...]]] = []
+    if strangers:
+        # Spread the quota over strangers; ones with few combinations hand their share to the rest.
+        capacity = {n: math.comb(len(by_ident[n]), min(frames, len(by_ident[n]))) for n in strangers}
+        quota = dict.fromkeys(strangers, 0)
+        remaining = impostor_attempts
+        open_ = [n for n in strangers if capacity[n] > 0]
+        while remaining > 0 and open_:
+            share = max(1, remaining // len(open_))
+            for n in list(open_):
+                add = min(share, capacity[n] - quota[n], remaining)
+                quota[n] += add
+                remaining -= add
+                if quota[n] >= capacity[n]:
+                    open_.remove(n)
+                if remaining <= 0:
+                    break
+        for n in strangers:
+            impostor += [(n, c) for c in combinations(by_ident[n], frames, quota[n], rng)]
+    return Attempts(genuine, impostor)
+
+
+def verification_tar(model: TrainedModel, probes: np.ndarray, truth: list[str | None], far: float = 1e-3) -> float:
+    """1:1 verification on the test frames: each probe against every enrolled student's photos."""
+    if not len(probes):
+        return float("nan")
+    S = model.gallery.similarities(probes)
+    labels = model.gallery.labels
+    col = {lbl: j for j, lbl in enumerate(labels)}
+    own = np.array([col.get(t, -1) if t is not None else -1 for t in truth])
+    mask = np.ones_like(S, dtype=bool)
+    has = own >= 0
+    mask[np.flatnonzero(has), own[has]] = False
+    impostor = S[mask]
+    genuine = S[np.flatnonzero(has), own[has]]
+    if not len(impostor) or not len(genuine):
+        return float("nan")
+    threshold = np.quantile(impostor, 1 - far, method="higher")
+    return float(np.mean(genuine > threshold))
+
+
+def frame_votes(model: TrainedModel, login: list[tuple[str, Frame]]) -> list[FrameVote]:
+    analysed = [i for i, (_, f) in enumerate(login) if f.analysis is not None]
+    votes = [FrameVote.no_vote("bad_image")] * len(login)
+    for i, v in zip(analysed, vote_analyses(model, [login[i][1].analysis for i in analysed])):
+        votes[i] = v
+    return votes
+
+
+def run_rule(
+    votes: list[FrameVote], attempts: Attempts, make_rule: Any
+) -> dict[str, Any]:
+    genuine_ok = wrong = 0
+    reasons: dict[str, int] = {}
+    for name, idx in attempts.genuine:
+        d = decide_attempt([votes[i] for i in idx], make_rule())
+        if d.accepted:
+            genuine_ok += d.label == name
+            wrong += d.label != name
+        else:
+            reasons[d.reason or "?"] = reasons.get(d.reason or "?", 0) + 1
+    impostor_ok = 0
+    impostor_ids: set[str] = set()
+    for name, idx in attempts.impostor:
+        d = decide_attempt([votes[i] for i in idx], make_rule())
+        if d.accepted:
+            impostor_ok += 1
+            impostor_ids.add(name)
+    ng, ni = len(attempts.genuine), len(attempts.impostor)
+    return {
+        "genuine_attempts": ng,
+        "genuine_login_rate": genuine_ok / ng if ng else float("nan"),
+        "wrong_identity_rate": wrong / ng if ng else float("nan"),
+        "wrong_identity_attempts": wrong,
+        "genuine_reject_reasons": reasons,
+        "impostor_attempts": ni,
+        "impostor_accepted": impostor_ok,
+        "impostor_accept_rate": impostor_ok / ni if ni else float("nan"),
+        "impostor_identities_accepted": len(impostor_ids),
+    }
+
+
+def run_seed(
+    seed: int,
+    identities: list[Identity],
+    frames_of: dict[tuple[str, str], Frame],
+    args: argparse.Namespace,
+    kinds: list[str],
+) -> dict[str, Any]:
+    enrolled_ids, unknown_ids = make_split(identities, seed=seed, unknown_fraction=args.unknown_fraction)
+    rng = np.random.default_rng(1_000 + seed)
+    X, y = [], []
+    not_enrolled = []
+    login: list[tuple[str, Frame]] = []
+    for ident in enrolled_ids:
+        enrol = [frames_of[(str(p), "enrol")] for p in ident.images[: args.enroll]]
+        usable = [f for f in enrol if f.usable]
+        if not usable:
+            not_enrolled.append(ident.name)
+        for f in usable:
+            X.append(f.embedding)
+            y.append(ident.name)
+        login += [(ident.name, frames_of[(str(p), "login")]) for p in ident.images[args.enroll :]]
+    for ident in unknown_ids:
+        login += [(ident.name, frames_of[(str(p), "login")]) for p in ident.images]
+    enrolled_names = {i.name for i in enrolled_ids} - set(not_enrolled)
+    attempts = make_attempts(
+        login,
+        enrolled_names,
+        frames=args.frames,
+        genuine_per_identity=args.genuine_per_identity,
+        impostor_attempts=args.impostor_attempts,
+        rng=rng,
+    )
+    Xe = np.stack(X).astype(np.float32)
+    config = DecisionConfig(min_frames=args.min_frames, max_frames=max(args.max_frames, args.min_frames), margin=args.margin, conflict=args.conflict)
+
+    # Usable login frames, embedded once; truth None for strangers.
+    usable_idx = [i for i, (_, f) in enumerate(login) if f.usable]
+    probes = np.stack([login[i][1].embedding for i in usable_idx]) if usable_idx else np.zeros((0, 512), np.float32)
+    truth = [login[i][0] if login[i][0] in enrolled_names else None for i in usable_idx]
+
+    rows: dict[str, Any] = {}
+    sweep: dict[str, dict[str, Any]] = {}
+    trained: dict[str, TrainedModel] = {}
+    for kind in kinds:
+        t0 = time.perf_counter()
+        model = train_model(
+            Xe,
+            y,
+            kind=kind,
+            target_fpir=args.target_fpir,
+            holdout=args.holdout,
+            config=config,
+            model_name=args.model,
+            seed=seed,
+        )
+        fit_s = time.perf_counter() - t0
+        trained[kind] = model
+        # The live path: vote_analysis on each analysed frame (no face, several faces or poor quality
+        # give no vote), then the attempt's AttemptDecider. vote_analyses is the same code, batched.
+        votes = frame_votes(model, login)
+        batch = [votes[i] for i in usable_idx]
+        # Latency as the login sees it: one vote_analysis per frame (the batch above is for speed).
+        single = []
+        for i in usable_idx[:60]:
+            t1 = time.perf_counter()
+            vote_analysis(model, login[i][1].analysis)
+            single.append((time.perf_counter() - t1) * 1000)
+        vote_ms = float(np.median(single)) if single else float("nan")
+        row = run_rule(votes, attempts, model.decider)
+        g_frames = [(v, t) for v, t in zip(batch, truth) if t is not None]
+        s_frames = [v for v, t in zip(batch, truth) if t is None]
+        row.update(
+            {
+                "classifier": kind,
+                "rule": f"gate+{config.min_frames}of{args.frames}",
+                "rank1_accuracy": float(np.mean([v.classifier_label == t for v, t in g_frames])) if g_frames else float("nan"),
+                "genuine_frame_accept_rate": float(np.mean([v.label == t for v, t in g_frames])) if g_frames else float("nan"),
+                "stranger_frame_vote_rate": float(np.mean([v.label is not None for v in s_frames])) if s_frames else float("nan"),
+                "threshold": model.threshold,
+                "calibration": {
+                    k: model.calibration.to_dict()[k]
+                    for k in ("threshold", "components", "method", "expected_fpir", "gallery_size", "per_comparison_fmr", "genuine_accept_rate", "impostor_pairs", "genuine_pairs")
+                },
+                "holdout": model.metrics.get("holdout", {}),
+                "fit_seconds": fit_s,
+                "vote_ms_per_frame": vote_ms,
+            }
+        )
+        rows[kind] = row
+        if args.sweep and kind == kinds[0]:
+            sweep[kind] = {}
+            for min_frames, margin, conflict in SWEEP:
+                cfg = replace(config, min_frames=min_frames, max_frames=max(config.max_frames, min_frames), margin=margin, conflict=conflict)
+                swept = with_config(model, **asdict(cfg))
+                r = run_rule(frame_votes(swept, login), attempts, swept.decider)
+                r.update({"classifier": kind, "rule": f"min{min_frames} margin{margin} {conflict}", "rank1_accuracy": row["rank1_accuracy"]})
+                sweep[kind][f"{min_frames}|{margin}|{conflict}"] = r
+
+    # The thesis's rule on a softmax MLP trained on the same enrolment: every frame with a face counts
+    # (the thesis had no quality check and no open-set gate), top probability > 72.349 % in 5 frames.
+    mlp = trained.get("mlp") or train_model(Xe, y, kind="mlp", holdout=0, config=config, model_name=args.model, seed=seed)
+    with_face = [i for i, (_, f) in enumerate(login) if f.embedding is not None]
+    votes = [FrameVote.no_vote("no_face")] * len(login)
+    if with_face:
+        for i, v in zip(with_face, vote_frames(mlp, np.stack([login[i][1].embedding for i in with_face]))):
+            votes[i] = v
+    mlp_batch = [votes[i] for i in usable_idx]
+    baseline = run_rule(votes, attempts, ThesisRule)
+    g_frames = [(v, t) for v, t in zip(mlp_batch, truth) if t is not None]
+    baseline.update(
+        {
+            "classifier": "mlp",
+            "rule": "thesis: p>0.72349 in 5 frames",
+            "rank1_accuracy": float(np.mean([v.classifier_label == t for v, t in g_frames])) if g_frames else float("nan"),
+            # Frames of strangers the thesis would count for somebody (its per-frame false match).
+            "stranger_frame_vote_rate": float(np.mean([votes[i].probability > THESIS_PROBABILITY for i in with_face if login[i][0] not in enrolled_names]))
+            if any(login[i][0] not in enrolled_names for i in with_face)
+            else float("nan"),
+            "threshold": None,
+        }
+    )
+    main_model = trained[kinds[0]]
+    return {
+        "seed": seed,
+        "enrolled_identities": len(enrolled_names),
+        "unknown_identities": len(unknown_ids),
+        "not_enrolled": not_enrolled,
+        "enrolled_embeddings": len(y),
+        "login_frames": len(login),
+        "usable_login_frames": len(usable_idx),
+        "verification_tar_at_far_1e-3": verification_tar(main_model, probes, truth),
+        "rows": rows,
+        "sweep": sweep,
+        "baseline": baseline,
+    }
+
+
+# --- summary -----------------------------------------------------------------------------------------
+
+
+def _mean(values: list[float]) -> float:
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return float(statistics.fmean(vals)) if vals else float("nan")
+
+
+def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rates pooled over seeds (attempt-weighted), plus the worst seed for the safety numbers."""
+    ng = sum(r["genuine_attempts"] for r in rows)
+    ni = sum(r["impostor_attempts"] for r in rows)
+    out = {
+        "classifier": rows[0]["classifier"],
+        "rule": rows[0]["rule"],
+        "seeds": len(rows),
+        "genuine_attempts": ng,
+        "genuine_login_rate": sum(r["genuine_login_rate"] * r["genuine_attempts"] for r in rows) / ng if ng else float("nan"),
+        "genuine_login_rate_min": min(r["genuine_login_rate"] for r in rows),
+        "wrong_identity_rate": sum(r["wrong_identity_attempts"] for r in rows) / ng if ng else float("nan"),
+        "wrong_identity_rate_max": max(r["wrong_identity_rate"] for r in rows),
+        "impostor_attempts": ni,
+        "impostor_accepted": sum(r["impostor_accepted"] for r in rows),
+        "impostor_accept_rate": sum(r["impostor_accepted"] for r in rows) / ni if ni else float("nan"),
+        "impostor_accept_rate_max": max(r["impostor_accept_rate"] for r in rows),
+        "rank1_accuracy": _mean([r["rank1_accuracy"] for r in rows]),
+    }
+    if rows[0].get("threshold") is not None:
+        out["threshold_mean"] = _mean([r["threshold"] for r in rows])
+        out["threshold_range"] = [min(r["threshold"] for r in rows), max(r["threshold"] for r in rows)]
+        out["fit_seconds"] = _mean([r["fit_seconds"] for r in rows])
+        out["vote_ms_per_frame"] = _mean([r["vote_ms_per_frame"] for r in rows])
+        out["genuine_frame_accept_rate"] = _mean([r["genuine_frame_accept_rate"] for r in rows])
+        out["stranger_frame_vote_rate"] = _mean([r["stranger_frame_vote_rate"] for r in rows])
+    elif "stranger_frame_vote_rate" in rows[0]:
+        out["stranger_frame_vote_rate"] = _mean([r["stranger_frame_vote_rate"] for r in rows])
+    return out
+
+
+def print_table(summary: dict[str, Any], file: Any = sys.stdout) -> None:
+    head = (
+        f"{'classifier':<10} {'rule':<30} {'genuine login':>13} {'wrong id':>9} {'impostor accept':>21} "
+        f"{'stranger frames':>15} {'rank-1':>7} {'threshold':>13} {'fit s':>6}"
+    )
+    print(head, file=file)
+    print("-" * len(head), file=file)
+    for r in summary["classifiers"] + ([summary["baseline"]] if summary.get("baseline") else []):
+        thr = "—"
+        if r.get("threshold_range"):
+            lo, hi = r["threshold_range"]
+            thr = f"{lo:.3f}–{hi:.3f}"
+        fit = f"{r['fit_seconds']:.1f}" if "fit_seconds" in r else "—"
+        imp = f"{r['impostor_accepted']}/{r['impostor_attempts']} ({r['impostor_accept_rate']:.4f})"
+        sfv = r.get("stranger_frame_vote_rate")
+        sfv_text = f"{sfv:.4f}" if sfv is not None and not math.isnan(sfv) else "—"
+        print(
+            f"{r['classifier']:<10} {r['rule']:<30} {r['genuine_login_rate']:>13.4f} {r['wrong_identity_rate']:>9.4f} "
+            f"{imp:>21} {sfv_text:>15} {r['rank1_accuracy']:>7.4f} {thr:>13} {fit:>6}",
+            file=file,
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.accuracy", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", action="append", type=Path, default=[], help="DIR/<identity>/<images> (repeatable)")
+    parser.add_argument("--unknown", action="append", type=Path, default=[], help="extra never-enrolled identities (repeatable)")
+    parser.add_argument("--enroll", type=int, default=5, help="first K images per identity are enrolled (default 5)")
+    parser.add_argument("--unknown-fraction", type=float, default=0.2, help="identities per dataset never enrolled (default 0.2)")
+    parser.add_argument("--seed", action="append", type=int, default=[], help="a seed (repeatable)")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 when no --seed is given (default 5)")
+    parser.add_argument(
+        "--classifier",
+        default=DEFAULT_CLASSIFIER,
+        help=f"one of {', '.join(CLASSIFIER_KINDS)}, or 'all' to compare every kind (default {DEFAULT_CLASSIFIER})",
+    )
+    parser.add_argument("--frames", type=int, default=5, help="frames per login attempt (default 5)")
+    parser.add_argument("--min-frames", type=int, default=DecisionConfig.min_frames, help="agreeing frames to sign in")
+    parser.add_argument("--max-frames", type=int, default=DecisionConfig.max_frames)
+    parser.add_argument("--margin", type=float, default=DecisionConfig.margin, help="best - second-best cosine a vote needs")
+    parser.add_argument("--conflict", choices=("votes", "confident"), default=DecisionConfig.conflict)
+    parser.add_argument("--target-fpir", type=float, default=0.001)
+    parser.add_argument("--holdout", type=float, default=0.2, help="train_model's held-out fraction for its metrics")
+    parser.add_argument("--impostor-attempts", type=int, default=1_000, help="at least this many impostor attempts per seed")
+    parser.add_argument("--genuine-per-identity", type=int, default=20, help="genuine attempts per enrolled identity, at most")
+    parser.add_argument("--model", default="casia-webface", help="FaceNet weights (weights.prepare_weights)")
+    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODELS)
+    parser.add_argument("--cache", nargs="?", type=Path, const=DEFAULT_CACHE, default=DEFAULT_CACHE, help="embedding cache dir (default data/bench-cache)")
+    parser.add_argument("--no-cache", dest="cache", action="store_const", const=None, help="recompute every embedding")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--sweep", action="store_true", help="also try min-frames 1-5 x margin 0/0.05/0.1 x conflict rule")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the results (default bench/results/accuracy.json)")
+    args = parser.parse_args(argv)
+    if not args.dataset:
+        parser.error("give at least one --dataset")
+    kinds = list(CLASSIFIER_KINDS) if args.classifier == "all" else [args.classifier]
+    if kinds[0] not in CLASSIFIER_KINDS:
+        parser.error(f"unknown classifier {args.classifier!r}")
+    if args.classifier == "all":  # the default first: its verification numbers head the report
+        kinds.remove(DEFAULT_CLASSIFIER)
+        kinds.insert(0, DEFAULT_CLASSIFIER)
+    seeds = args.seed or list(range(args.seeds))
+
+    identities = [i for d in args.dataset for i in find_identities(d)]
+    identities += [i for d in args.unknown for i in find_identities(d, always_unknown=True)]
+    if len({i.name for i in identities}) != len(identities):
+        raise SystemExit("two datasets share a folder name; rename one")
+
+    from tqdm import tqdm
+
+    analyzer = Analyzer(model=args.model, model_dir=args.model_dir, cache_dir=args.cache, threads=args.threads)
+    # Every image is a login frame in some seed; the first K of each can also be an enrolment photo.
+    jobs = [(p, "login") for i in identities for p in i.images]
+    jobs += [(p, "enrol") for i in identities if not i.always_unknown for p in i.images[: args.enroll]]
+    frames_of: dict[tuple[str, str], Frame] = {}
+    for path, purpose in tqdm(jobs, desc="analysing", unit="img", file=sys.stderr):
+        frames_of[(str(path), purpose)] = analyzer.analyze(path, purpose)
+
+    login_frames = [f for (p, purpose), f in frames_of.items() if purpose == "login"]
+    stage: dict[str, list[float]] = {}
+    for f in frames_of.values():
+        if f.analysis is not None:
+            for k, v in f.analysis.timings_ms.items():
+                stage.setdefault(k, []).append(v)
+    quality_reasons: dict[str, int] = {}
+    for f in login_frames:
+        if f.analysis is not None and f.analysis.quality is not None:
+            for r in f.analysis.quality.reasons:
+                quality_reasons[r] = quality_reasons.get(r, 0) + 1
+
+    from threadpoolctl import threadpool_limits
+
+    per_seed = []
+    # One BLAS/OpenMP thread for the classifiers: on 2 cores the MLP fits 4-10x faster than with two
+    # (torch's, scikit-learn's and numpy's pools oversubscribe; notes/performance.md).
+    with threadpool_limits(limits=1):
+        for seed in tqdm(seeds, desc="seeds", unit="seed", file=sys.stderr):
+            per_seed.append(run_seed(seed, identities, frames_of, args, kinds))
+
+    classifiers = [aggregate([s["rows"][k] for s in per_seed]) for k in kinds]
+    baseline = aggregate([s["baseline"] for s in per_seed])
+    main_row = classifiers[0]
+    vote_ms = [s["rows"][kinds[0]]["vote_ms_per_frame"] for s in per_seed]
+    stage_ms = {k: float(np.median(v)) for k, v in sorted(stage.items())}
+    stage_ms["vote (classify + gate)"] = float(np.median(vote_ms))
+    summary = {
+        "command": "python -m bench.accuracy " + " ".join(sys.argv[1:] if argv is None else argv),
+        "model": args.model,
+        "analyzer_config": repr(analyzer.config),
+        "decision": asdict(DecisionConfig(min_frames=args.min_frames, max_frames=max(args.max_frames, args.min_frames), margin=args.margin, conflict=args.conflict)),
+        "target_fpir": args.target_fpir,
+        "classifier": kinds[0],
+        "seeds": seeds,
+        "identities": len(identities),
+        "images": len(login_frames),
+        "detect_failures": sum(1 for f in login_frames if not f.has_face),
+        "decode_failures": sum(1 for f in login_frames if f.analysis is None),
+        "quality_rejects": sum(1 for f in login_frames if f.analysis is not None and frame_gate(f.analysis) == "quality"),
+        "several_faces": sum(1 for f in login_frames if f.analysis is not None and frame_gate(f.analysis) == "several_faces"),
+        "quality_reasons": quality_reasons,
+        "rank1_accuracy": main_row["rank1_accuracy"],
+        "verification_tar_at_far_1e-3": _mean([s["verification_tar_at_far_1e-3"] for s in per_seed]),
+        "genuine_login_rate": main_row["genuine_login_rate"],
+        "wrong_identity_rate": main_row["wrong_identity_rate"],
+        "impostor_accept_rate": main_row["impostor_accept_rate"],
+        "impostor_attempts": main_row["impostor_attempts"],
+        "genuine_attempts": main_row["genuine_attempts"],
+        "thresholds": [
+            {"seed": s["seed"], **s["rows"][kinds[0]]["calibration"]} for s in per_seed
+        ],
+        "stage_ms": stage_ms,
+        "stage_ms_note": "median per image as first measured (cached images keep the timings of their first run)",
+        "cache": {"dir": str(args.cache) if args.cache else None, "hits": analyzer.hits, "misses": analyzer.misses},
+        "classifiers": classifiers,
+        "baseline": baseline,
+        "per_seed": per_seed,
+    }
+    print(
+        f"\n{summary['identities']} identities, {summary['images']} images, {summary['detect_failures']} without a face, "
+        f"{summary['quality_rejects']} of poor quality; seeds {seeds}; target FPIR {args.target_fpir}"
+    )
+    print(
+        f"rank-1 {summary['rank1_accuracy']:.4f}, verification TAR@FAR1e-3 {summary['verification_tar_at_far_1e-3']:.4f}, "
+        f"stage ms {json.dumps({k: round(v, 1) for k, v in stage_ms.items()})}\n"
+    )
+    print_table(summary)
+    if args.sweep:
+        sweep_rows = [aggregate([s["sweep"][kinds[0]][key] for s in per_seed]) for key in per_seed[0]["sweep"][kinds[0]]]
+        summary["sweep"] = sweep_rows
+        print(f"\ndecision sweep ({kinds[0]}, same models and thresholds):")
+        print_table({"classifiers": sweep_rows})
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(_plain(summary), indent=2, default=str, allow_nan=True) + "\n")
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,633 @@
+"""Per-deployment classifiers over FaceNet embeddings, and the enrolled ``Gallery``.
+
+Inputs everywhere: ``float32`` arrays of shape (n, 512), rows L2-normalised, and student ids as ``str``.
+
+Two families live here:
+
+* closed-set classifiers from the thesis and its relatives (``svm``, ``mlp``, ``logreg``): scikit-learn
+  estimators that must be refitted whenever one student enrols, and whose probabilities shrink as ~1/N
+  with N students (docs/../shared/notes/performance.md), so a fixed probability threshold means nothing
+  at scale;
+* embedding-distance classifiers (``centroid``, ``knn``) that only add or drop rows when a student
+  enrols or leaves, and that stay cheap at 30,000 students.
+
+Whatever the classifier, the open-set gate in ``decide`` uses the ``Gallery``: the cosine similarity of
+a probe to each student's own enrolled embeddings. The gallery is kept incrementally (``add`` /
+``remove`` one student without touching the others).
+
+Nothing here loads a model at import time; scikit-learn is imported by the classes that need it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+EMBEDDING_DIM = 512
+
+__all__ = [
+    "CLASSIFIER_KINDS",
+    "CentroidClassifier",
+    "Classifier",
+    "Gallery",
+    "IncrementalClassifier",
+    "KNNClassifier",
+    "LogRegClassifier",
+    "MLPClassifier",
+    "SVMClassifier",
+    "make_classifier",
+    "label_slots",
+    "normalise",
+    "reduce_per_label",
+]
+
+
+def normalise(X: np.ndarray) -> np.ndarray:
+    """Rows as float32 unit vectors (a no-op on FaceNet output; protects against callers that are not)."""
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim == 1:
+        X = X[None, :]
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return (X / norms).astype(np.float32, copy=False)
+
+
+def _softmax(scores: np.ndarray, scale: float) -> np.ndarray:
+    z = scores.astype(np.float64) * scale
+    z -= z.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+def _as_labels(y: Iterable[object]) -> list[str]:
+    return [str(v) for v in y]
+
+
+def label_slots(row_label: np.ndarray, n_labels: int) -> np.ndarray:
+    """(n_labels, max rows per label) row indices grouped by label; padding is ``len(row_label)``."""
+    n = len(row_label)
+    counts = np.bincount(row_label, minlength=n_labels)[:n_labels] if n else np.zeros(n_labels, np.int64)
+    width = int(counts.max()) if n_labels and n else 1
+    slots = np.full((n_labels, max(width, 1)), n, dtype=np.int64)
+    if n:
+        order = np.argsort(row_label, kind="stable")
+        sorted_labels = row_label[order]
+        starts = np.zeros(n_labels, dtype=np.int64)
+        starts[1:] = np.cumsum(counts)[:-1]
+        within = np.arange(n) - starts[sorted_labels]
+        slots[sorted_labels, within] = order
+    return slots
+
+
+def reduce_per_label(S: np.ndarray, slots: np.ndarray, top_k: int = 1) -> np.ndarray:
+    """(P, rows) row similarities -> (P, n_labels) per-label max (top_k=1) or mean of the top_k rows.
+
+    Padding in ``slots`` (index == rows) and -inf entries in ``S`` never count; a label with no
+    usable row scores -inf.
+    """
+    P = S.shape[0]
+    ext = np.empty((P, S.shape[1] + 1), dtype=np.float32)
+    ext[:, :-1] = S
+    ext[:, -1] = -np.inf
+    G = ext[:, slots]  # (P, L, width)
+    if top_k == 1 or G.shape[2] == 1:
+        return G.max(axis=2)
+    k = min(top_k, G.shape[2])
+    top = -np.partition(-G, k - 1, axis=2)[:, :, :k]
+    # Labels with fewer than k rows average what they have.
+    finite = np.isfinite(top)
+    total = np.where(finite, top, 0).sum(axis=2)
+    count = finite.sum(axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), -np.inf).astype(np.float32)
+
+
+# --- the gallery ---------------------------------------------------------------------------------
+
+
+class Gallery:
+    """Enrolled embeddings with their student ids; per-student similarity by numpy matrix products.
+
+    A student's score for a probe is the maximum cosine similarity over that student's rows
+    (``top_k=1``), or the mean of the ``top_k`` best rows, which is steadier when a student enrolled
+    an odd photo but punishes students with few photos.
+
+    Storage is a preallocated row buffer in arbitrary order plus a (students x slots) index built
+    lazily after a change, so ``add``/``remove`` cost O(rows of that student) copies plus one O(rows)
+    re-index, never a refit. Removal fills the holes with the last rows (order is irrelevant).
+
+    Cost (2 cores, float32, measured): the exact per-student scores for ONE probe are one
+    (rows x 512) mat-vec, memory-bound at ~14 ms for 30,000 students x 5 rows (307 MB). ``search``
+    therefore first ranks students by their centroid (30,000 x 512: 2-5 ms) and scores only a
+    ``shortlist`` exactly when the gallery has more than ``exact_rows`` rows (a whole frame's vote at
+    30,000 students: ~5-6 ms of one core). Scores it returns are exact;
+    a student can only be missed when one of their photos is far from their own centroid, which makes
+    the decision more conservative (a missed student cannot be accepted) — never less.
+    """
+
+    def __init__(
+        self,
+        dim: int = EMBEDDING_DIM,
+        *,
+        top_k: int = 1,
+        exact_rows: int = 60_000,
+        shortlist: int = 256,
+    ) -> None:
+        if top_k < 1:
+            raise ValueError("top_k must be >= 1")
+        self.dim = dim
+        self.top_k = top_k
+        self.exact_rows = exact_rows
+        self.shortlist = shortlist
+        self._X = np.zeros((0, dim), dtype=np.float32)
+        self._row_label = np.zeros(0, dtype=np.int32)
+        self._n = 0
+        self._labels: list[str] = []
+        self._index: dict[str, int] = {}
+        # Per-student running sums keep centroids exact under add/remove without touching other rows.
+        self._sums = np.zeros((0, dim), dtype=np.float64)
+        self._counts = np.zeros(0, dtype=np.int64)
+        self._centroids = np.zeros((0, dim), dtype=np.float32)
+        self._slots: np.ndarray | None = None  # (students, max rows) row indices, padded with n
+        self._version = 0  # bumped by every change; keys the centroid-score memo
+        # (version, probe bytes, scores): the centroid classifier and the shortlist search score the
+        # same probe against the same centroids; at 30,000 students that product is ~5 ms per probe.
+        # A tuple is swapped in whole, so concurrent readers see an old or a new memo, never half.
+        self._memo: tuple[int, bytes, np.ndarray] | None = None
+
+    # -- construction / mutation --
+    @classmethod
+    def from_arrays(cls, X: np.ndarray, y: Sequence[object], **kwargs: Any) -> Gallery:
+        gallery = cls(np.asarray(X).shape[1], **kwargs)
+        gallery.add_many(X, y)
+        return gallery
+
+    def add_many(self, X: np.ndarray, y: Sequence[object]) -> None:
+        X = normalise(X)
+        labels = _as_labels(y)
+        if len(labels) != len(X):
+            raise ValueError("X and y differ in length")
+        if X.shape[1] != self.dim:
+            raise ValueError(f"embeddings must have {self.dim} columns, got {X.shape[1]}")
+        # Vectorised bulk path (150,000 rows in ~2 s, not a Python loop per student); same result as add().
+        old_L = len(self._labels)
+        for label in labels:
+            if label not in self._index:
+                self._index[label] = len(self._labels)
+                self._labels.append(label)
+        L = len(self._labels)
+        self._grow_labels(L, used=old_L)
+        li = np.fromiter((self._index[label] for label in labels), dtype=np.int32, count=len(labels))
+        k = len(X)
+        self._grow_rows(self._n + k)
+        self._X[self._n : self._n + k] = X
+        self._row_label[self._n : self._n + k] = li
+        self._n += k
+        order = np.argsort(li, kind="stable")
+        sorted_li = li[order]
+        starts = np.flatnonzero(np.r_[True, sorted_li[1:] != sorted_li[:-1]])
+        touched = sorted_li[starts]
+        # float32 partial sums over a few rows per student lose nothing that matters; a float64 copy
+        # of a 30,000-student gallery would be a 600 MB temporary.
+        self._sums[touched] += np.add.reduceat(X[order], starts, axis=0)
+        self._counts[:L] += np.bincount(li, minlength=L)[:L]
+        sums = self._sums[touched]
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        self._centroids[touched] = (sums / norms).astype(np.float32)
+        self._slots = None
+        self._version += 1
+
+    def add(self, label: object, X: np.ndarray) -> None:
+        """Append rows for one student (new or existing)."""
+        X = normalise(X)
+        if X.shape[1] != self.dim:
+            raise ValueError(f"embeddings must have {self.dim} columns, got {X.shape[1]}")
+        label = str(label)
+        li = self._index.get(label)
+        if li is None:
+            li = len(self._labels)
+            self._labels.append(label)
+            self._index[label] = li
+            self._grow_labels(li + 1, used=li)
+        k = len(X)
+        self._grow_rows(self._n + k)
+        self._X[self._n : self._n + k] = X
+        self._row_label[self._n : self._n + k] = li
+        self._n += k
+        self._sums[li] += X.sum(axis=0, dtype=np.float64)
+        self._counts[li] += k
+        self._update_centroid(li)
+        self._slots = None
+        self._version += 1
+
+    def remove(self, label: object) -> int:
+        """Drop every row of one student; returns how many rows went. Unknown labels remove nothing."""
+        label = str(label)
+        li = self._index.get(label)
+        if li is None:
+            return 0
+        n = self._n
+        pos = np.flatnonzero(self._row_label[:n] == li)
+        k = len(pos)
+        new_n = n - k
+        # Fill holes below new_n with surviving rows from the tail: O(k) copies.
+        holes = pos[pos < new_n]
+        movers = np.setdiff1d(np.arange(new_n, n), pos, assume_unique=True)
+        self._X[holes] = self._X[movers]
+        self._row_label[holes] = self._row_label[movers]
+        self._n = new_n
+        # Swap the last student into the freed label index so indices stay dense.
+        last = len(self._labels) - 1
+        if li != last:
+            moved_label = self._labels[last]
+            self._row_label[:new_n][self._row_label[:new_n] == last] = li
+            self._labels[li] = moved_label
+            self._index[moved_label] = li
+            self._sums[li] = self._sums[last]
+            self._counts[li] = self._counts[last]
+            self._centroids[li] = self._centroids[last]
+        self._labels.pop()
+        del self._index[label]
+        self._sums[last] = 0
+        self._counts[last] = 0
+        self._centroids[last] = 0
+        self._slots = None
+        self._version += 1
+        return k
+
+    def _grow_rows(self, needed: int) -> None:
+        if needed <= len(self._X):
+            return
+        cap = max(needed, 2 * len(self._X), 64)
+        X = np.zeros((cap, self.dim), dtype=np.float32)
+        X[: self._n] = self._X[: self._n]
+        rl = np.zeros(cap, dtype=np.int32)
+        rl[: self._n] = self._row_label[: self._n]
+        self._X, self._row_label = X, rl
+
+    def _grow_labels(self, needed: int, *, used: int) -> None:
+        if needed <= len(self._sums):
+            return
+        cap = max(needed, 2 * len(self._sums), 16)
+        L = used
+        sums = np.zeros((cap, self.dim), dtype=np.float64)
+        sums[:L] = self._sums[:L]
+        counts = np.zeros(cap, dtype=np.int64)
+        counts[:L] = self._counts[:L]
+        cents = np.zeros((cap, self.dim), dtype=np.float32)
+        cents[:L] = self._centroids[:L]
+        self._sums, self._counts, self._centroids = sums, counts, cents
+
+    def _update_centroid(self, li: int) -> None:
+        s = self._sums[li]
+        norm = np.linalg.norm(s)
+        self._centroids[li] = (s / norm).astype(np.float32) if norm > 0 else 0.0
+
+    # -- views --
+    @property
+    def labels(self) -> list[str]:
+        return list(self._labels)
+
+    @property
+    def n_labels(self) -> int:
+        return len(self._labels)
+
+    @property
+    def n_rows(self) -> int:
+        return self._n
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def __contains__(self, label: object) -> bool:
+        return str(label) in self._index
+
+    def index_of(self, label: object) -> int:
+        return self._index[str(label)]
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        return self._X[: self._n]
+
+    @property
+    def row_labels(self) -> list[str]:
+        return [self._labels[i] for i in self._row_label[: self._n]]
+
+    def embeddings_of(self, label: object) -> np.ndarray:
+        li = self._index[str(label)]
+        return self._X[: self._n][self._row_label[: self._n] == li].copy()
+
+    def counts(self) -> np.ndarray:
+        return self._counts[: len(self._labels)].copy()
+
+    def centroids(self) -> np.ndarray:
+        """Unit-norm mean embedding per student, in ``labels`` order."""
+        return self._centroids[: len(self._labels)]
+
+    def centroid_scores(self, probes: np.ndarray) -> np.ndarray:
+        """(P, n_labels) cosine of each probe with each student's centroid (memoised for the last call)."""
+        probes = normalise(probes)
+        key = probes.tobytes()
+        memo = self._memo
+        if memo is not None and memo[0] == self._version and memo[1] == key:
+            return memo[2]
+        scores = probes @ self.centroids().T
+        self._memo = (self._version, key, scores)
+        return scores
+
+    def label_at(self, index: int) -> str:
+        return self._labels[index]
+
+    def _slot_index(self) -> np.ndarray:
+        if self._slots is None:
+            L, n = len(self._labels), self._n
+            self._slots = label_slots(self._row_label[:n], L)
+        return self._slots
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickle only the used rows; per-student sums and centroids are rebuilt from them on load
+        # (they would add 60 % to a 30,000-student blob), the slot index and memo on demand.
+        state = self.__dict__.copy()
+        state["_X"] = self._X[: self._n].copy()
+        state["_row_label"] = self._row_label[: self._n].copy()
+        for key in ("_sums", "_counts", "_centroids", "_slots", "_memo"):
+            state[key] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        L, n = len(self._labels), self._n
+        self._sums = np.zeros((L, self.dim), dtype=np.float64)
+        self._counts = np.bincount(self._row_label[:n], minlength=L).astype(np.int64)[:L]
+        self._centroids = np.zeros((L, self.dim), dtype=np.float32)
+        if n:
+            order = np.argsort(self._row_label[:n], kind="stable")
+            sorted_li = self._row_label[:n][order]
+            starts = np.flatnonzero(np.r_[True, sorted_li[1:] != sorted_li[:-1]])
+            self._sums[sorted_li[starts]] = np.add.reduceat(self._X[:n][order], starts, axis=0)
+            norms = np.linalg.norm(self._sums, axis=1, keepdims=True)
+            norms[norms == 0] = 1.0
+            self._centroids[:] = self._sums / norms
+
+    # -- scoring --
+    def _reduce(self, S: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        return reduce_per_label(S, slots, self.top_k)
+
+    def similarities(self, probes: np.ndarray) -> np.ndarray:
+        """Exact per-student score of each probe: (P, n_labels), columns in ``labels`` order."""
+        probes = normalise(probes)
+        if not self._labels:
+            return np.zeros((len(probes), 0), dtype=np.float32)
+        S = probes @ self._X[: self._n].T
+        return self._reduce(S, self._slot_index())
+
+    def score(self, probes: np.ndarray, labels: Sequence[object]) -> np.ndarray:
+        """Exact score of probe i against student ``labels[i]`` (-inf for a student not enrolled)."""
+        probes = normalise(probes)
+        slots = self._slot_index()
+        out = np.full(len(probes), -np.inf, dtype=np.float32)
+        for i, label in enumerate(labels):
+            li = self._index.get(str(label))
+            if li is None:
+                continue
+            rows = slots[li][slots[li] < self._n]
+            s = self._X[rows] @ probes[i]
+            out[i] = self._reduce(s[None, :], np.arange(len(rows))[None, :])[0, 0]
+        return out
+
+    def search(self, probes: np.ndarray, k: int = 2) -> tuple[list[list[str]], np.ndarray]:
+        """The ``k`` best students per probe: (labels, scores (P, k) descending; -inf pads).
+
+        Exact below ``exact_rows`` rows; above it, centroid shortlist then exact scores (see class doc).
+        """
+        probes = normalise(probes)
+        P, L = len(probes), len(self._labels)
+        scores = np.full((P, k), -np.inf, dtype=np.float32)
+        names: list[list[str]] = [[] for _ in range(P)]
+        if L == 0:
+            return names, scores
+        if self._n <= self.exact_rows or L <= self.shortlist:
+            full = self.similarities(probes)
+            cand = np.broadcast_to(np.arange(L), (P, L))
+        else:
+            slots = self._slot_index()
+            cs = self.centroid_scores(probes)  # (P, L)
+            m = min(self.shortlist, L)
+            cand = np.argpartition(-cs, m - 1, axis=1)[:, :m]
+            full = np.empty((P, m), dtype=np.float32)
+            for i in range(P):
+                sl = slots[cand[i]]  # (m, width) row indices, n = padding
+                flat = sl.ravel()
+                valid = flat < self._n
+                s = np.full(flat.shape, -np.inf, dtype=np.float32)
+                s[valid] = self._X[flat[valid]] @ probes[i]
+                full[i] = self._reduce(s[None, :], np.arange(flat.size).reshape(sl.shape))[0]
+        kk = min(k, full.shape[1])
+        top = np.argsort(-full, axis=1, kind="stable")[:, :kk]
+        for i in range(P):
+            idx = cand[i][top[i]]
+            names[i] = [self._labels[j] for j in idx]
+            scores[i, :kk] = full[i, top[i]]
+        return names, scores
+
+
+# --- the classifier interface --------------------------------------------------------------------
+
+
+@runtime_checkable
+class Classifier(Protocol):
+    """What the decision needs from any classifier: top-1 label and its probability per row."""
+
+    kind: str
+
+    @property
+    def classes(self) -> list[str]: ...
+
+    def fit(self, X: np.ndarray, y: Sequence[object]) -> Classifier: ...
+
+    def predict(self, X: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """(top-1 labels, top-1 probabilities (n,))."""
+        ...
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """(n, len(classes)) probabilities in ``classes`` order."""
+        ...
+
+
+@runtime_checkable
+class IncrementalClassifier(Classifier, Protocol):
+    """Classifiers that absorb one student's enrolment or removal without a refit."""
+
+    def add(self, label: object, X: np.ndarray) -> None: ...
+
+    def remove(self, label: object) -> int: ...
+
+
+class _SklearnClassifier:
+    """A scikit-learn estimator behind the common interface; labels stay strings."""
+
+    kind = "sklearn"
+
+    def __init__(self, **params: Any) -> None:
+        self.params = params
+        self.estimator: Any = None
+
+    def _make(self) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @property
+    def classes(self) -> list[str]:
+        return [str(c) for c in self.estimator.classes_] if self.estimator is not None else []
+
+    def fit(self, X: np.ndarray, y: Sequence[object]) -> _SklearnClassifier:
+        labels = np.asarray(_as_labels(y), dtype=object)
+        if len(set(labels.tolist())) < 2:
+            raise ValueError(f"{self.kind} needs at least two students")
+        self.estimator = self._make()
+        self.estimator.fit(normalise(X), labels)
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.estimator.predict_proba(normalise(X)), dtype=np.float64)
+
+    def predict(self, X: np.ndarray) -> tuple[list[str], np.ndarray]:
+        proba = self.predict_proba(X)
+        # Argmax of the probabilities, not estimator.predict: SVC's Platt-scaled probabilities can
+        # disagree with its decision function, and the probability is what the thesis thresholds.
+        best = proba.argmax(axis=1)
+        classes = self.classes
+        return [classes[i] for i in best], proba[np.arange(len(best)), best]
+
+
+class SVMClassifier(_SklearnClassifier):
+    """The thesis's SVM: ``SVC(kernel="linear", probability=True)``. Fit cost explodes past ~1,000 ids."""
+
+    kind = "svm"
+
+    def _make(self) -> Any:
+        from sklearn.svm import SVC
+
+        params = {"kernel": "linear", "probability": True, "C": 1.0, "random_state": 0}
+        params.update(self.params)
+        return SVC(**params)
+
+    def fit(self, X: np.ndarray, y: Sequence[object]) -> SVMClassifier:
+        # scikit-learn 1.9 deprecates probability=True in favour of CalibratedClassifierCV. We keep
+        # the thesis's estimator exactly (libsvm's internal Platt CV copes with 4-5 photos per
+        # student; CalibratedClassifierCV's folds can lose a student entirely) and silence the notice.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, message=".*probability.*")
+            super().fit(X, y)
+        return self
+
+
+class MLPClassifier(_SklearnClassifier):
+    """The thesis's softmax MLP (one hidden layer, softmax output)."""
+
+    kind = "mlp"
+
+    def _make(self) -> Any:
+        from sklearn.neural_network import MLPClassifier as _MLP
+
+        params = {"hidden_layer_sizes": (512,), "max_iter": 500, "random_state": 0}
+        params.update(self.params)
+        return _MLP(**params)
+
+
+class LogRegClassifier(_SklearnClassifier):
+    """Multinomial logistic regression; C=100 because embeddings are already separable-ish."""
+
+    kind = "logreg"
+
+    def _make(self) -> Any:
+        from sklearn.linear_model import LogisticRegression
+
+        params = {"C": 100.0, "max_iter": 2000}
+        params.update(self.params)
+        return LogisticRegression(**params)
+
+
+class _GalleryClassifier:
+    """Shared parts of the two distance classifiers: an incremental ``Gallery`` and a softmax."""
+
+    kind = "gallery"
+
+    def __init__(self, *, scale: float = 16.0, **gallery_params: Any) -> None:
+        # ``scale`` turns cosines into a softmax "probability": 16 makes a 0.3 cosine gap worth ~e^5.
+        # It only shapes the number reported; the open-set gate works on cosine similarity.
+        self.scale = scale
+        self.gallery_params = gallery_params
+        self.gallery = Gallery(**gallery_params)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.gallery.labels
+
+    def fit(self, X: np.ndarray, y: Sequence[object]) -> _GalleryClassifier:
+        X = normalise(X)
+        self.gallery = Gallery(X.shape[1], **self.gallery_params)
+        self.gallery.add_many(X, y)
+        return self
+
+    def add(self, label: object, X: np.ndarray) -> None:
+        self.gallery.add(label, X)
+
+    def remove(self, label: object) -> int:
+        return self.gallery.remove(label)
+
+    def _scores(self, X: np.ndarray) -> np.ndarray:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return _softmax(self._scores(normalise(X)), self.scale)
+
+    def predict(self, X: np.ndarray) -> tuple[list[str], np.ndarray]:
+        proba = self.predict_proba(X)
+        best = proba.argmax(axis=1)
+        return [self.gallery.label_at(i) for i in best], proba[np.arange(len(best)), best]
+
+
+class CentroidClassifier(_GalleryClassifier):
+    """Cosine nearest-centroid: O(students) per probe, incremental, no training beyond a mean."""
+
+    kind = "centroid"
+
+    def _scores(self, X: np.ndarray) -> np.ndarray:
+        return self.gallery.centroid_scores(X)
+
+
+class KNNClassifier(_GalleryClassifier):
+    """Cosine nearest neighbour over every enrolled row; per student the max (k=1) or top-k mean."""
+
+    kind = "knn"
+
+    def __init__(self, *, k: int = 1, scale: float = 16.0, **gallery_params: Any) -> None:
+        gallery_params.setdefault("top_k", k)
+        super().__init__(scale=scale, **gallery_params)
+        self.k = k
+
+    def _scores(self, X: np.ndarray) -> np.ndarray:
+        return self.gallery.similarities(X)
+
+
+CLASSIFIER_KINDS: dict[str, type] = {
+    "svm": SVMClassifier,
+    "mlp": MLPClassifier,
+    "logreg": LogRegClassifier,
+    "centroid": CentroidClassifier,
+    "knn": KNNClassifier,
+}
+
+
+def make_classifier(kind: str, **params: Any) -> Classifier:
+    """A fresh, unfitted classifier of ``kind`` (one of ``CLASSIFIER_KINDS``)."""
+    try:
+        cls = CLASSIFIER_KINDS[kind]
+    except KeyError:
+        raise ValueError(f"unknown classifier kind {kind!r}; choose from {sorted(CLASSIFIER_KINDS)}") from None
+    return cls(**params)

@@ -1,0 +1,650 @@
+"""The sign-in decision: per-frame votes, per-attempt state, the thesis's baseline rule, the trained model.
+
+Per frame (``vote_frame``): the classifier's top-1 student and probability are only a proposal. The
+frame VOTES for that student when
+  1. the embedding's similarity to THAT student's own enrolled photos reaches the calibrated threshold
+     (the open-set gate: a stranger must look like the student, not merely least unlike them);
+  2. the nearest student in the gallery is the same student (classifier and gallery agree);
+  3. the best student beats the second best by ``margin`` (cosine), when configured;
+  4. the classifier's probability reaches ``min_probability``, when configured (off by default:
+     closed-set probabilities shrink as ~1/N and say nothing about strangers).
+A frame without a face, or of poor quality, simply gives no vote.
+
+Across frames (``AttemptDecider``): accepted once ``min_frames`` frames voted for one student and no
+frame pointed confidently at a different student; any such conflict rejects the attempt at once (two
+people in turn in front of the camera, or a look-alike, is not a sign-in). Rejected at ``max_frames``,
+at the deadline, or as soon as the frames left cannot reach ``min_frames``.
+
+``ThesisRule`` reproduces the thesis exactly (softmax MLP, top probability > 72.349 % in at least 5
+frames, no open-set gate) for the baseline row of the benchmark.
+
+``TrainedModel`` bundles what one classifier version needs at login, with a versioned byte form.
+Everything here is plain values and numpy; no Django, nothing loaded at import time.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import pickle
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from . import errors
+from .calibrate import DEFAULT_FLOOR, Calibration, calibrate
+from .classify import (
+    Classifier,
+    Gallery,
+    IncrementalClassifier,
+    make_classifier,
+    normalise,
+)
+from .types import FrameAnalysis
+
+__all__ = [
+    "ACCEPTED",
+    "PENDING",
+    "REJECTED",
+    "THESIS_MIN_FRAMES",
+    "THESIS_PROBABILITY",
+    "AttemptDecider",
+    "Decision",
+    "DecisionConfig",
+    "FrameVote",
+    "ThesisRule",
+    "frame_gate",
+    "TrainedModel",
+    "train_model",
+    "vote_analyses",
+    "vote_analysis",
+    "vote_frame",
+    "vote_frames",
+]
+
+PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
+
+# Reason codes (machine-readable; callers translate).
+NOT_RECOGNISED = "not_recognised"  # the attempt ended and no frame voted for anyone
+CONFLICT = "conflict"  # frames pointed confidently at two different students
+MAX_FRAMES = "max_frames"  # frames ran out with some votes, too few for one student
+DEADLINE = "deadline"  # the attempt's time ran out
+
+# Frame-level reasons for not voting.
+VOTE = "vote"
+NO_FACE = "no_face"
+POOR_QUALITY = "quality"
+SEVERAL_FACES = "several_faces"
+BELOW_THRESHOLD = "below_threshold"
+DISAGREE = "disagree"
+LOW_MARGIN = "low_margin"
+LOW_PROBABILITY = "low_probability"
+
+# The thesis: a softmax MLP over 301 people, sign-in when the top probability exceeds 72.349 % in at
+# least 5 frames.
+THESIS_PROBABILITY = 0.72349
+THESIS_MIN_FRAMES = 5
+
+
+@dataclass(frozen=True)
+class DecisionConfig:
+    """How frames become a decision. The threshold itself comes from the model's ``Calibration``.
+
+    Defaults chosen with ``python -m bench.accuracy`` (see the README's benchmark table).
+    """
+
+    min_frames: int = 3
+    max_frames: int = 10
+    deadline_s: float | None = 20.0
+    margin: float = 0.0
+    min_probability: float = 0.0
+    require_agreement: bool = True
+    # What counts as conflicting: "votes" (another frame VOTED for someone else) or "confident" (another
+    # frame's best student, or its classifier's student, reached the threshold, vote or not).
+    conflict: str = "confident"
+
+    def __post_init__(self) -> None:
+        if self.min_frames < 1 or self.max_frames < self.min_frames:
+            raise ValueError("need 1 <= min_frames <= max_frames")
+        if self.conflict not in ("votes", "confident"):
+            raise ValueError("conflict must be 'votes' or 'confident'")
+
+
+@dataclass(frozen=True)
+class FrameVote:
+    """One frame's evidence. ``label`` is the student voted for, or None (``reason`` says why)."""
+
+    label: str | None
+    reason: str
+    classifier_label: str | None = None
+    probability: float = 0.0
+    gallery_label: str | None = None
+    similarity: float = -math.inf  # to the classifier's student's enrolled photos
+    best_similarity: float = -math.inf  # to the nearest student (gallery_label)
+    second_similarity: float = -math.inf
+    threshold: float = math.inf
+    confident: tuple[str, ...] = ()  # students this frame points at with similarity >= threshold
+
+    @property
+    def margin(self) -> float:
+        return self.best_similarity - self.second_similarity
+
+    @classmethod
+    def no_vote(cls, reason: str) -> FrameVote:
+        return cls(label=None, reason=reason)
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: str  # pending | accepted | rejected
+    label: str | None = None  # the student signed in (accepted only)
+    reason: str | None = None  # rejected only: not_recognised | conflict | max_frames | deadline
+    frames: int = 0
+    votes: dict[str, int] = field(default_factory=dict)
+    conflicts: int = 0  # frames that pointed at a student other than the leading one
+
+    @property
+    def final(self) -> bool:
+        return self.status != PENDING
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == ACCEPTED
+
+
+# --- per frame -----------------------------------------------------------------------------------
+
+
+def vote_frames(model: TrainedModel, embeddings: np.ndarray) -> list[FrameVote]:
+    """Votes for a batch of embeddings (rows); the bench uses this, the login one frame at a time."""
+    X = normalise(embeddings)
+    if not len(X):
+        return []
+    config, threshold = model.config, model.threshold
+    cls_labels, probs = model.classifier.predict(X)
+    gal_labels, gal_scores = model.gallery.search(X, k=2)
+    own = model.gallery.score(X, cls_labels)
+    votes = []
+    for i in range(len(X)):
+        c_label, prob = cls_labels[i], float(probs[i])
+        g_label = gal_labels[i][0] if gal_labels[i] else None
+        best, second = float(gal_scores[i, 0]), float(gal_scores[i, 1])
+        sim = float(own[i])
+        confident = tuple(
+            dict.fromkeys(
+                lbl for lbl, s in ((c_label, sim), (g_label, best)) if lbl is not None and s >= threshold
+            )
+        )
+        if sim < threshold:
+            reason = BELOW_THRESHOLD
+        elif config.require_agreement and c_label != g_label:
+            reason = DISAGREE
+        elif best - second < config.margin:
+            reason = LOW_MARGIN
+        elif prob < config.min_probability:
+            reason = LOW_PROBABILITY
+        else:
+            reason = VOTE
+        votes.append(
+            FrameVote(
+                label=c_label if reason == VOTE else None,
+                reason=reason,
+                classifier_label=c_label,
+                probability=prob,
+                gallery_label=g_label,
+                similarity=sim,
+                best_similarity=best,
+                second_similarity=second,
+                threshold=threshold,
+                confident=confident,
+            )
+        )
+    return votes
+
+
+def vote_frame(model: TrainedModel, embedding: np.ndarray | None) -> FrameVote:
+    if embedding is None:
+        return FrameVote.no_vote(NO_FACE)
+    return vote_frames(model, np.asarray(embedding)[None, :])[0]
+
+
+def frame_gate(analysis: FrameAnalysis) -> str | None:
+    """Why an analysed frame may not vote at all (None: it may)."""
+    if analysis.face is None:
+        return NO_FACE
+    if analysis.detection.count > 1:
+        # Which face is the person signing in? A student's photo held up beside a stranger's face is
+        # the attack this stops; the client is asked for one face.
+        return SEVERAL_FACES
+    if analysis.quality is not None and not analysis.quality.ok:
+        return POOR_QUALITY
+    if analysis.embedding is None:  # the analyzer did not embed it (it skips poor-quality faces)
+        return NO_FACE
+    return None
+
+
+def vote_analyses(model: TrainedModel, analyses: Sequence[FrameAnalysis]) -> list[FrameVote]:
+    """``vote_analysis`` for many frames, with one batched classifier/gallery call (the benchmark)."""
+    gates = [frame_gate(a) for a in analyses]
+    ok = [i for i, g in enumerate(gates) if g is None]
+    batch = vote_frames(model, np.stack([analyses[i].embedding for i in ok])) if ok else []
+    votes: list[FrameVote] = [FrameVote.no_vote(g) if g is not None else None for g in gates]  # type: ignore[misc]
+    for i, v in zip(ok, batch):
+        votes[i] = v
+    return votes
+
+
+def vote_analysis(model: TrainedModel, analysis: FrameAnalysis) -> FrameVote:
+    """The vote of one analysed frame: no face, several faces or poor quality give no vote."""
+    return vote_analyses(model, [analysis])[0]
+
+
+# --- per attempt ---------------------------------------------------------------------------------
+
+
+class AttemptDecider:
+    """The state of one sign-in attempt; feed it frame votes until ``observe`` returns a final decision.
+
+    Not thread-safe: one attempt belongs to one connection.
+    """
+
+    def __init__(self, config: DecisionConfig | None = None, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config or DecisionConfig()
+        self._clock = clock
+        self._started = clock()
+        self._frames = 0
+        self._votes: dict[str, int] = {}
+        self._seen: dict[str, int] = {}  # students pointed at (per config.conflict), frame counts
+        self._decision = Decision(PENDING)
+
+    @property
+    def decision(self) -> Decision:
+        return self._decision
+
+    def _snapshot(self, status: str, label: str | None = None, reason: str | None = None) -> Decision:
+        leading = max(self._votes, key=self._votes.__getitem__) if self._votes else None
+        conflicts = sum(n for lbl, n in self._seen.items() if lbl != (label or leading))
+        return Decision(status, label, reason, self._frames, dict(self._votes), conflicts)
+
+    def _end_reason(self, default: str) -> str:
+        return default if self._votes else NOT_RECOGNISED
+
+    def observe(self, vote: FrameVote) -> Decision:
+        if self._decision.final:
+            return self._decision
+        cfg = self.config
+        if cfg.deadline_s is not None and self._clock() - self._started > cfg.deadline_s:
+            # A frame that arrives after the deadline does not count.
+            self._decision = self._snapshot(REJECTED, reason=self._end_reason(DEADLINE))
+            return self._decision
+        self._frames += 1
+        if vote.label is not None:
+            self._votes[vote.label] = self._votes.get(vote.label, 0) + 1
+        pointed = (vote.label,) if cfg.conflict == "votes" and vote.label else ()
+        if cfg.conflict == "confident":
+            pointed = vote.confident + ((vote.label,) if vote.label else ())
+        for lbl in dict.fromkeys(pointed):
+            self._seen[lbl] = self._seen.get(lbl, 0) + 1
+        if len(self._seen) > 1:
+            self._decision = self._snapshot(REJECTED, reason=CONFLICT)
+        elif vote.label is not None and self._votes[vote.label] >= cfg.min_frames:
+            self._decision = self._snapshot(ACCEPTED, label=vote.label)
+        elif self._frames >= cfg.max_frames:
+            self._decision = self._snapshot(REJECTED, reason=self._end_reason(MAX_FRAMES))
+        elif max(self._votes.values(), default=0) + (cfg.max_frames - self._frames) < cfg.min_frames:
+            # No student can reach min_frames in the frames left: stop spending CPU on this attempt.
+            self._decision = self._snapshot(REJECTED, reason=self._end_reason(MAX_FRAMES))
+        else:
+            self._decision = self._snapshot(PENDING)
+        return self._decision
+
+    def finish(self) -> Decision:
+        """The client stopped sending frames: a pending attempt is rejected."""
+        if not self._decision.final:
+            self._decision = self._snapshot(REJECTED, reason=self._end_reason(MAX_FRAMES))
+        return self._decision
+
+
+class ThesisRule:
+    """The thesis's rule, exactly: a frame counts when the softmax MLP's top probability exceeds
+    72.349 %; sign in as a student once 5 frames counted for that student. No similarity gate, no
+    conflict check. Same ``observe`` / ``finish`` interface as ``AttemptDecider``.
+
+    The thesis counts frames per recognised person; counting per student (not any 5 frames) is the
+    reading that does not sign in a mix of people.
+    """
+
+    def __init__(
+        self,
+        *,
+        probability: float = THESIS_PROBABILITY,
+        min_frames: int = THESIS_MIN_FRAMES,
+        max_frames: int | None = None,
+    ) -> None:
+        self.probability = probability
+        self.min_frames = min_frames
+        self.max_frames = max_frames
+        self._frames = 0
+        self._votes: dict[str, int] = {}
+        self._decision = Decision(PENDING)
+
+    @property
+    def decision(self) -> Decision:
+        return self._decision
+
+    def observe(self, vote: FrameVote) -> Decision:
+        if self._decision.final:
+            return self._decision
+        self._frames += 1
+        label = vote.classifier_label
+        if label is not None and vote.probability > self.probability:
+            self._votes[label] = self._votes.get(label, 0) + 1
+            if self._votes[label] >= self.min_frames:
+                self._decision = Decision(ACCEPTED, label, None, self._frames, dict(self._votes))
+                return self._decision
+        if self.max_frames is not None and self._frames >= self.max_frames:
+            return self.finish()
+        self._decision = Decision(PENDING, None, None, self._frames, dict(self._votes))
+        return self._decision
+
+    def finish(self) -> Decision:
+        if not self._decision.final:
+            reason = MAX_FRAMES if self._votes else NOT_RECOGNISED
+            self._decision = Decision(REJECTED, None, reason, self._frames, dict(self._votes))
+        return self._decision
+
+
+def decide_attempt(
+    votes: Sequence[FrameVote], rule: AttemptDecider | ThesisRule
+) -> Decision:
+    """Feed a finished attempt's votes to ``rule`` and close it (what the benchmark does)."""
+    for vote in votes:
+        if rule.observe(vote).final:
+            break
+    return rule.finish()
+
+
+# --- the trained model ---------------------------------------------------------------------------
+
+_MAGIC = b"FLTM"  # facelogin trained model
+FORMAT_VERSION = 1
+
+
+@dataclass
+class TrainedModel:
+    """One classifier version: classifier + gallery + calibration + decision config + embedding model.
+
+    ``model_name`` identifies the embedding model (e.g. ``casia-webface``): embeddings of another model
+    are not comparable, so a model whose name differs from the live embedder's must not be used.
+    """
+
+    kind: str
+    classifier: Classifier
+    gallery: Gallery
+    calibration: Calibration
+    config: DecisionConfig
+    model_name: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    created_at: float = field(default_factory=time.time)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def threshold(self) -> float:
+        return self.calibration.threshold
+
+    @property
+    def labels(self) -> list[str]:
+        return self.gallery.labels
+
+    def decider(self, *, clock: Callable[[], float] = time.monotonic) -> AttemptDecider:
+        return AttemptDecider(self.config, clock=clock)
+
+    def vote(self, embedding: np.ndarray | None) -> FrameVote:
+        return vote_frame(self, embedding)
+
+    # -- incremental enrolment (distance classifiers only; others need train_model) --
+    def add_student(self, label: object, embeddings: np.ndarray) -> None:
+        """Enrol one student without a refit (centroid / knn). The threshold is NOT recalibrated here;
+        a periodic retrain does that (the gallery size it was calibrated for is in ``calibration``)."""
+        if not isinstance(self.classifier, IncrementalClassifier):
+            raise errors.NotTrained(f"classifier {self.kind!r} cannot add a student without retraining")
+        self.gallery.add(label, embeddings)
+        if getattr(self.classifier, "gallery", None) is not self.gallery:
+            self.classifier.add(label, embeddings)
+
+    def remove_student(self, label: object) -> int:
+        if not isinstance(self.classifier, IncrementalClassifier):
+            raise errors.NotTrained(f"classifier {self.kind!r} cannot drop a student without retraining")
+        removed = self.gallery.remove(label)
+        if getattr(self.classifier, "gallery", None) is not self.gallery:
+            self.classifier.remove(label)
+        return removed
+
+    # -- bytes --
+    def to_bytes(self) -> bytes:
+        """``FLTM`` + version byte + pickle of an envelope. The app encrypts this blob at rest with an
+        authenticated cipher; ``from_bytes`` additionally refuses anything but numpy / scikit-learn /
+        scipy / this package's classes, so a swapped blob cannot name arbitrary callables."""
+        import sklearn
+
+        envelope = {
+            "format": "facelogin.trained_model",
+            "version": FORMAT_VERSION,
+            "numpy": np.__version__,
+            "sklearn": sklearn.__version__,
+            "model": self,
+        }
+        return _MAGIC + bytes([FORMAT_VERSION]) + pickle.dumps(envelope, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TrainedModel:
+        if len(data) < 5 or data[:4] != _MAGIC:
+            raise errors.ModelUnavailable("not a trained face model")
+        if data[4] != FORMAT_VERSION:
+            raise errors.ModelUnavailable(f"trained model format {data[4]} is not supported", version=data[4])
+        try:
+            envelope = _RestrictedUnpickler(io.BytesIO(data[5:])).load()
+        except Exception as exc:  # corrupt, truncated, or naming a forbidden class
+            raise errors.ModelUnavailable(f"trained model could not be read: {exc}") from exc
+        model = envelope.get("model") if isinstance(envelope, dict) else None
+        if not isinstance(model, cls):
+            raise errors.ModelUnavailable("trained model envelope holds no model")
+        return model
+
+    def summary(self) -> dict[str, Any]:
+        """Plain values to store next to the blob and show an operator."""
+        return {
+            "kind": self.kind,
+            "model_name": self.model_name,
+            "students": self.gallery.n_labels,
+            "embeddings": self.gallery.n_rows,
+            "threshold": self.threshold,
+            "calibration": self.calibration.to_dict(),
+            "config": asdict(self.config),
+            "metrics": self.metrics,
+            "created_at": self.created_at,
+            "format_version": self.format_version,
+        }
+
+
+# What a trained-model pickle may name. The blob is sealed (authenticated encryption) by the app, so
+# this is a second wall, not the first: a blob must not be able to name an arbitrary callable (numpy's
+# ``testing.runstring`` executes code) or a class whose constructor touches files (``numpy.memmap``).
+# scikit-learn estimators' constructors only store their parameters, so any sklearn class is allowed.
+_ALLOWED_GLOBALS = {
+    ("numpy", "dtype"),
+    ("numpy", "ndarray"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy.random._pickle", "__randomstate_ctor"),
+    ("numpy.random._pickle", "__bit_generator_ctor"),
+    ("numpy.random._pickle", "__generator_ctor"),
+    ("copyreg", "_reconstructor"),
+    ("builtins", "object"),
+    ("builtins", "slice"),
+    ("builtins", "complex"),
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+    ("builtins", "bytearray"),
+}
+_ALLOWED_CLASS_MODULES = ("numpy.dtypes", "numpy.random.", "sklearn.", "facelogin.pipeline.")
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        if module == "numpy.dtypes" or module.startswith(_ALLOWED_CLASS_MODULES):
+            obj = super().find_class(module, name)
+            if isinstance(obj, type):
+                return obj
+        raise pickle.UnpicklingError(f"forbidden global {module}.{name}")
+
+
+# --- training ------------------------------------------------------------------------------------
+
+
+def _split(labels: Sequence[str], holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per student, hold out round(holdout * photos) photos, always leaving at least two enrolled (one
+    to enrol, one for leave-one-out calibration); students with fewer than three photos stay whole."""
+    rng = np.random.default_rng(seed)
+    by_label: dict[str, list[int]] = {}
+    for i, lbl in enumerate(labels):
+        by_label.setdefault(lbl, []).append(i)
+    train, test = [], []
+    for lbl in sorted(by_label):
+        rows = np.array(by_label[lbl])
+        k = min(int(round(holdout * len(rows))), len(rows) - 2) if len(rows) >= 3 else 0
+        k = max(k, 1) if holdout > 0 and len(rows) >= 3 else k
+        perm = rng.permutation(rows)
+        test.extend(perm[:k].tolist())
+        train.extend(perm[k:].tolist())
+    return np.array(sorted(train), dtype=np.int64), np.array(sorted(test), dtype=np.int64)
+
+
+def _build(
+    X: np.ndarray,
+    y: list[str],
+    *,
+    kind: str,
+    classifier_params: dict[str, Any],
+    config: DecisionConfig,
+    model_name: str,
+    target_fpir: float,
+    gallery_size: int | None,
+    top_k: int,
+    floor: float,
+    tail_method: str,
+    seed: int,
+) -> TrainedModel:
+    gallery = Gallery.from_arrays(X, y, top_k=top_k)
+    if kind in ("centroid", "knn") and classifier_params.get("k", top_k) == top_k:
+        # Share the gallery: one copy of the embeddings (300 MB at 30,000 students x 5 photos).
+        classifier = make_classifier(kind, **classifier_params)
+        classifier.gallery = gallery  # type: ignore[attr-defined]
+    else:
+        classifier = make_classifier(kind, **classifier_params).fit(X, y)
+    calibration = calibrate(
+        X,
+        y,
+        target_fpir=target_fpir,
+        gallery_size=gallery_size,
+        top_k=top_k,
+        floor=floor,
+        method=tail_method,
+        seed=seed,
+    )
+    return TrainedModel(kind, classifier, gallery, calibration, config, model_name)
+
+
+def train_model(
+    embeddings: np.ndarray,
+    labels: Sequence[object],
+    *,
+    kind: str = "centroid",
+    target_fpir: float = 0.001,
+    holdout: float = 0.2,
+    config: DecisionConfig | None = None,
+    model_name: str = "casia-webface",
+    gallery_size: int | None = None,
+    top_k: int = 1,
+    floor: float = DEFAULT_FLOOR,
+    tail_method: str = "gpd",
+    classifier_params: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> TrainedModel:
+    """Train one classifier version on the enrolled embeddings, calibrated on them.
+
+    With ``holdout`` > 0, a per-student split first measures the whole pipeline on photos it did not
+    see (rank-1 accuracy of the classifier and the gallery, per-frame genuine accept at the threshold
+    calibrated on the rest, and per-frame wrong-student votes); the returned model is then trained and
+    calibrated on ALL embeddings. The app stores ``metrics`` with the version and refuses to activate
+    a version that measures worse than configured.
+    """
+    X = normalise(embeddings)
+    y = [str(v) for v in labels]
+    if len(X) != len(y):
+        raise ValueError("embeddings and labels differ in length")
+    config = config or DecisionConfig()
+    params = dict(classifier_params or {})
+    common = dict(
+        kind=kind,
+        classifier_params=params,
+        config=config,
+        model_name=model_name,
+        target_fpir=target_fpir,
+        gallery_size=gallery_size,
+        top_k=top_k,
+        floor=floor,
+        tail_method=tail_method,
+        seed=seed,
+    )
+    metrics: dict[str, Any] = {}
+    if holdout > 0:
+        train, test = _split(y, holdout, seed)
+        if len(test):
+            t0 = time.perf_counter()
+            trial = _build(X[train], [y[i] for i in train], **common)
+            fit_s = time.perf_counter() - t0
+            metrics["holdout"] = holdout_metrics(trial, X[test], [y[i] for i in test])
+            metrics["holdout"]["fit_seconds"] = fit_s
+            metrics["holdout"]["train_embeddings"] = len(train)
+    t0 = time.perf_counter()
+    model = _build(X, y, **common)
+    metrics["fit_seconds"] = time.perf_counter() - t0
+    metrics["threshold"] = model.threshold
+    metrics["calibration_genuine_accept_rate"] = model.calibration.genuine_accept_rate
+    model.metrics = metrics
+    return model
+
+
+def holdout_metrics(model: TrainedModel, X: np.ndarray, y: Sequence[str]) -> dict[str, Any]:
+    """Closed-set and per-frame metrics of ``model`` on labelled embeddings of enrolled students."""
+    votes = vote_frames(model, X)
+    n = len(votes)
+    if not n:
+        return {"frames": 0}
+    cls_ok = sum(v.classifier_label == t for v, t in zip(votes, y))
+    gal_ok = sum(v.gallery_label == t for v, t in zip(votes, y))
+    genuine = sum(v.label == t for v, t in zip(votes, y))
+    wrong = sum(v.label is not None and v.label != t for v, t in zip(votes, y))
+    return {
+        "frames": n,
+        "rank1_accuracy": cls_ok / n,
+        "gallery_rank1_accuracy": gal_ok / n,
+        "genuine_accept_rate": genuine / n,
+        "wrong_accept_rate": wrong / n,
+        "threshold": model.threshold,
+    }
+
+
+def with_config(model: TrainedModel, **changes: Any) -> TrainedModel:
+    """A shallow copy of ``model`` with decision settings changed (shares classifier and gallery)."""
+    return replace(model, config=replace(model.config, **changes))

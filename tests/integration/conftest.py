@@ -337,6 +337,25 @@ class Person:
     folder: str  # under the shared faces' johns/
 
 
+# What the process tests run with. Three enrolled students are too few to calibrate a 1-in-1,000
+# stranger rate (the threshold then refuses everyone, as it should); these tests are about the
+# processes, not accuracy, so they ask for 1 in 20.
+PROCESS_SETTINGS = {
+    "FACELOGIN_RETRAIN_DEBOUNCE_SECONDS": "1",
+    "FACELOGIN_LIVENESS": "0",
+    "FACELOGIN_MODEL_REFRESH_SECONDS": "0.5",
+    "FACELOGIN_TARGET_FPIR": "0.05",
+}
+
+
+def three_johns(prefix: str) -> list[Person]:
+    return [
+        Person(f"{prefix}001", "John Salley", "John_Salley"),
+        Person(f"{prefix}002", "John Savage", "John_Savage"),
+        Person(f"{prefix}003", "John Schneider", "John_Schneider"),
+    ]
+
+
 def create_people(env: dict[str, str], people: Iterable[Person]) -> dict[str, int]:
     """A superuser (ADMIN_USERNAME / ADMIN_PASSWORD) and one student per person; returns number → student id."""
     people = [(p.number, p.name) for p in people]

@@ -13,24 +13,13 @@ import time
 import pytest
 
 from tests import faces
-from tests.integration.conftest import AdminSession, Database, Person, create_people, face_sign_in
+from tests.integration.conftest import PROCESS_SETTINGS, AdminSession, Database, create_people, face_sign_in, three_johns
 from tests.live import manage, portal_env, wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]
 
-PEOPLE = [
-    Person("2026P001", "John Salley", "John_Salley"),
-    Person("2026P002", "John Savage", "John_Savage"),
-    Person("2026P003", "John Schneider", "John_Schneider"),
-]
-SETTINGS = {
-    "FACELOGIN_RETRAIN_DEBOUNCE_SECONDS": "1",
-    "FACELOGIN_LIVENESS": "0",
-    "FACELOGIN_MODEL_REFRESH_SECONDS": "0.5",
-    # Three enrolled students are too few to calibrate a 1-in-1,000 stranger rate (the threshold then
-    # refuses everyone, as it should); these tests are about the processes, not accuracy.
-    "FACELOGIN_TARGET_FPIR": "0.05",
-}
+PEOPLE = three_johns("2026P")
+SETTINGS = PROCESS_SETTINGS
 
 
 def test_a_retrain_started_from_daphne_2_signs_students_in_through_daphne_1_without_a_restart(

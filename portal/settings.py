@@ -188,6 +188,10 @@ LOGGING = {
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }
 
+if CELERY_TASK_ALWAYS_EAGER:
+    # In-process tasks would log a line per photo into management commands' output.
+    LOGGING["loggers"]["celery.app.trace"] = {"level": "WARNING"}
+
 # --- face login -------------------------------------------------------------------------------
 # Read once here; facelogin.services.recognition turns them into pipeline objects.
 FACELOGIN = {

@@ -133,7 +133,12 @@ function handleAnswer(answer) {
       drawFace(answer);
       showChallenge(answer.challenge);
       progress.value = Math.round(100 * (answer.progress || 0));
-      say(messages[answer.guidance] || messages.look, answer.guidance === "face_found" ? "ok" : "warn");
+      if (answer.guidance === "face_found" && answer.challenge && answer.challenge.step) {
+        // The face is fine: what the person should do now is the challenge's movement.
+        say(messages[`challenge_${answer.challenge.step}`] || messages.look, "ok");
+      } else {
+        say(messages[answer.guidance] || messages.look, answer.guidance === "face_found" ? "ok" : "warn");
+      }
       break;
     case "error":
       // "busy" and "too_fast" refuse a frame sent early; the frame in flight still gets its answer.

@@ -19,7 +19,9 @@ from facelogin.pipeline.classify import (
 )
 
 
-def clusters(students: int, photos: int, *, noise: float = 0.6, seed: int = 0) -> tuple[np.ndarray, list[str], np.ndarray]:
+def clusters(
+    students: int, photos: int, *, noise: float = 0.6, seed: int = 0
+) -> tuple[np.ndarray, list[str], np.ndarray]:
     """Unit embeddings around one random centre per student: same-student cosine ~1/(1+noise^2)."""
     rng = np.random.default_rng(seed)
     centres = normalise(rng.standard_normal((students, 512)))
@@ -28,7 +30,9 @@ def clusters(students: int, photos: int, *, noise: float = 0.6, seed: int = 0) -
     return normalise(X), y, centres
 
 
-def brute_force(gallery_X: np.ndarray, gallery_y: list[str], probes: np.ndarray, top_k: int = 1) -> dict[str, np.ndarray]:
+def brute_force(
+    gallery_X: np.ndarray, gallery_y: list[str], probes: np.ndarray, top_k: int = 1
+) -> dict[str, np.ndarray]:
     out = {}
     for label in sorted(set(gallery_y)):
         rows = gallery_X[[i for i, v in enumerate(gallery_y) if v == label]]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 
@@ -93,7 +92,9 @@ def test_a_stranger_is_never_signed_in(model: TrainedModel) -> None:
 
 def test_a_frame_without_one_good_face_gives_no_vote(model: TrainedModel) -> None:
     embedding = photos(ENROLLED[:1], 1, seed=70)[0]
-    face = types.Face(box=(10, 10, 110, 130), probability=0.99, landmarks=((40, 50), (80, 50), (60, 75), (45, 100), (75, 100)))
+    face = types.Face(
+        box=(10, 10, 110, 130), probability=0.99, landmarks=((40, 50), (80, 50), (60, 75), (45, 100), (75, 100))
+    )
     detection = types.Detection(faces=(face,), image_size=(200, 200))
     good = types.QualityReport(face_px=100, brightness=120, sharpness=200, pose=types.Pose(0, 0, 0))
     dark = types.QualityReport(
@@ -320,7 +321,9 @@ def johns(faces_dir, embedder) -> dict[str, list]:
     analyzer = analyze.FaceAnalyzer(analyze.AnalyzerConfig(), embedder)
     out = {}
     for folder in sorted((faces_dir / "johns").iterdir()):
-        out[folder.name] = [analyzer.analyze_bytes(p.read_bytes(), purpose="login") for p in sorted(folder.glob("*.jpg"))]
+        out[folder.name] = [
+            analyzer.analyze_bytes(p.read_bytes(), purpose="login") for p in sorted(folder.glob("*.jpg"))
+        ]
     return out
 
 

@@ -42,3 +42,15 @@ def _requeue_after_outage(**kwargs) -> None:
 
     if photos_requeue(older_than_seconds=30):
         retrain_request(reason="photos re-sent after a queue outage")
+
+
+@shared_task(acks_late=True, autoretry_for=TRANSIENT, retry_backoff=2, retry_backoff_max=120, max_retries=5)
+def reembed_photos(model: str, path: str | None = None, actor_id: int | None = None) -> int:
+    """The same as ``manage.py reembed_photos``, for a worker (a model change on a large gallery)."""
+    from facelogin.services.enrolment import photos_reembed
+    from facelogin.services.training import retrain_request
+
+    actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
+    count = photos_reembed(model=model, path=path, actor=actor)
+    retrain_request(reason=f"re-embedded {count} photo(s) for {model}", actor=actor, countdown=0)
+    return count

@@ -236,3 +236,37 @@ def face_data_delete(*, students: Iterable[Student], actor=None, retrain: bool =
 
 def photos_pending() -> int:
     return EnrolmentPhoto.objects.filter(Q(state=EnrolmentPhoto.State.QUEUED) | Q(state=EnrolmentPhoto.State.PROCESSING)).count()
+
+
+def photos_reembed(*, model: str, path=None, progress=None, actor=None) -> int:
+    """Embed every accepted photo again with another FaceNet model, from its stored aligned crop.
+
+    Embeddings of two models are not comparable, so nothing signs in with the new model until this has
+    run and a classifier has been trained for it (each classifier version records its model).
+    """
+    from pathlib import Path
+
+    from PIL import Image
+
+    from facelogin.pipeline.embed import get_embedder
+    from facelogin.pipeline.weights import prepare_weights
+
+    config = settings.FACELOGIN
+    weights = prepare_weights(model, Path(config["MODEL_DIR"]), path=Path(path) if path else None)
+    embedder = get_embedder(weights, threads=config["TORCH_THREADS"])
+    ids = list(
+        EnrolmentPhoto.objects.filter(state=EnrolmentPhoto.State.ACCEPTED, crop__isnull=False)
+        .exclude(model_name=model)
+        .values_list("pk", flat=True)
+    )
+    done = 0
+    for start in range(0, len(ids), 32):
+        rows = list(EnrolmentPhoto.objects.filter(pk__in=ids[start : start + 32]).only("pk", "crop"))
+        crops = np.stack([np.asarray(Image.open(io.BytesIO(photo_crop_jpeg(photo=row))).convert("RGB")) for row in rows])
+        for row, vector in zip(rows, embedder.embed(crops), strict=True):
+            EnrolmentPhoto.objects.filter(pk=row.pk).update(embedding=biometrics.seal_embedding(vector), model_name=model)
+        done += len(rows)
+        if progress is not None:
+            progress(done, len(ids))
+    audit.biometric_action_record(action=BiometricAction.Action.REEMBED, actor=actor, model=model, photos=done)
+    return done

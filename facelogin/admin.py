@@ -18,6 +18,19 @@ from facelogin.services import enrolment, training
 from facelogin.services.students import student_create
 
 
+class LivenessWarningMixin:
+    """Staff must not miss that printed photos are no longer refused."""
+
+    def changelist_view(self, request, extra_context=None):
+        if not settings.FACELOGIN["LIVENESS"]:
+            self.message_user(
+                request,
+                _("Liveness checks are OFF (FACELOGIN_LIVENESS=0): a printed photo of a student may be enough to sign in as them."),
+                messages.WARNING,
+            )
+        return super().changelist_view(request, extra_context)
+
+
 class MultipleFileInput(forms.ClearableFileInput):
     allow_multiple_selected = True
 
@@ -86,7 +99,7 @@ def delete_face_data(modeladmin, request, queryset):
 
 
 @admin.register(Student)
-class StudentAdmin(admin.ModelAdmin):
+class StudentAdmin(LivenessWarningMixin, admin.ModelAdmin):
     form = StudentForm
     change_form_template = "admin/facelogin/student/change_form.html"
     list_display = ["student_number", "full_name", "department", "status", "face_photos", "face_login_blocked"]
@@ -228,7 +241,7 @@ def retrain_now(modeladmin, request, queryset):
 
 
 @admin.register(ClassifierVersion)
-class ClassifierVersionAdmin(admin.ModelAdmin):
+class ClassifierVersionAdmin(LivenessWarningMixin, admin.ModelAdmin):
     list_display = ["id", "created_at", "status", "is_active", "classifier", "model_name", "gallery_students", "threshold", "holdout_accuracy", "trigger"]
     list_filter = ["status", "is_active", "classifier", "model_name"]
     fields = ["status", "is_active", "activated_at", "trigger", "triggered_by", "model_name", "classifier", "gallery_students", "gallery_embeddings", "thresholds", "metrics", "error", "created_at"]

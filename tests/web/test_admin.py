@@ -88,3 +88,10 @@ def test_the_classifier_versions_page_lists_versions(staff):
     ClassifierVersion.objects.create(model_name="casia-webface", classifier="centroid", status="failed", error="boom")
     body = staff.get("/admin/facelogin/classifierversion/").content.decode()
     assert "centroid" in body and "Failed" in body
+
+
+def test_the_admin_warns_when_liveness_is_off(staff, settings):
+    assert "Liveness checks are OFF" not in staff.get("/admin/facelogin/student/").content.decode()
+    settings.FACELOGIN = {**settings.FACELOGIN, "LIVENESS": False}
+    for page in ("/admin/facelogin/student/", "/admin/facelogin/classifierversion/"):
+        assert "Liveness checks are OFF" in staff.get(page).content.decode()

@@ -1,0 +1,125 @@
+"""Large-gallery benchmark: training, identifying and enrolling one more student as the gallery grows.
+
+    python -m bench.gallery --students 1000 --students 10000 --students 30000
+
+Synthetic unit-norm 512-d embeddings, 5 per student: each student has a random direction, and the
+photos scatter around it (cosine to their centre about 0.8, strangers near 0), which is the shape of
+real FaceNet galleries without needing 150,000 faces. Per size it measures, with the decision code the
+login uses (``decide.train_model`` with the default nearest-centroid classifier and calibration):
+
+* ``train_s``: a full retrain (classifier + calibration, no held-out split), what a retrain task costs;
+* ``identify_ms``: one probe through ``TrainedModel.vote`` (search + gate), median of 200;
+* ``add_student_s``: enrolling one more student without a retrain (``TrainedModel.add_student``) plus
+  the threshold for the new gallery size (``Calibration.threshold_for``), what keeps enrolment quick;
+* ``model_mb``: the serialised model, and ``rss_mb``: this process's peak memory so far;
+* ``ceiling_ms``: the bare matrix product of one probe against every stored embedding, in the same
+  run, so the figures read as ratios of the machine's own speed.
+
+Prints a table and writes JSON (default ``bench/results/gallery.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from facelogin.pipeline.decide import train_model
+
+PER_STUDENT = 5
+DIM = 512
+
+
+def synthetic_gallery(students: int, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
+    centres = rng.standard_normal((students, DIM)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    noise = rng.standard_normal((students, PER_STUDENT, DIM)).astype(np.float32) * 0.033
+    X = (centres[:, None, :] + noise).reshape(-1, DIM)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    labels = [str(i) for i in range(students) for _ in range(PER_STUDENT)]
+    return X, labels
+
+
+def measure(students: int, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    X, labels = synthetic_gallery(students, rng)
+
+    started = time.perf_counter()
+    model = train_model(X, labels, holdout=0.0, seed=seed)
+    train_s = time.perf_counter() - started
+
+    probes = X[rng.integers(0, len(X), 200)] + rng.standard_normal((200, DIM)).astype(np.float32) * 0.02
+    probes /= np.linalg.norm(probes, axis=1, keepdims=True)
+    times, correct = [], 0
+    for probe in probes:
+        t0 = time.perf_counter()
+        vote = model.vote(probe)
+        times.append((time.perf_counter() - t0) * 1000)
+        correct += vote.label is not None
+    ceiling = []
+    for probe in probes[:50]:
+        t0 = time.perf_counter()
+        _ = X @ probe
+        ceiling.append((time.perf_counter() - t0) * 1000)
+
+    newcomer, _ = synthetic_gallery(1, rng)
+    started = time.perf_counter()
+    model.add_student(f"new-{students}", newcomer)
+    threshold = model.calibration.threshold_for(gallery_size=students + 1)
+    add_s = time.perf_counter() - started
+
+    blob = model.to_bytes()
+    return {
+        "students": students,
+        "embeddings": len(X),
+        "train_s": round(train_s, 2),
+        "identify_ms": round(statistics.median(times), 3),
+        "identify_p95_ms": round(sorted(times)[int(0.95 * len(times))], 3),
+        "ceiling_ms": round(statistics.median(ceiling), 3),
+        "add_student_s": round(add_s, 4),
+        "threshold": round(float(model.threshold), 4),
+        "threshold_after_add": round(float(threshold), 4),
+        "genuine_frame_accept": round(correct / len(probes), 3),
+        "model_mb": round(len(blob) / 1e6, 1),
+        "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--students", type=int, action="append", help="gallery sizes (repeatable)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=Path("bench/results/gallery.json"))
+    args = parser.parse_args(argv)
+    sizes = args.students or [1000, 10000, 30000]
+
+    try:  # scikit-learn and numpy threads oversubscribe 2 cores (measured: 4-10x slower fits)
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:
+        pass
+
+    rows = [measure(n, args.seed) for n in tqdm(sizes, desc="gallery sizes", file=sys.stderr)]
+    header = f"{'students':>9} {'train s':>8} {'identify ms':>12} {'p95 ms':>8} {'ceiling ms':>11} {'add one s':>10} {'threshold':>10} {'model MB':>9} {'RSS MB':>7}"
+    print(header)
+    for r in rows:
+        print(
+            f"{r['students']:>9} {r['train_s']:>8} {r['identify_ms']:>12} {r['identify_p95_ms']:>8} {r['ceiling_ms']:>11} "
+            f"{r['add_student_s']:>10} {r['threshold']:>10} {r['model_mb']:>9} {r['rss_mb']:>7}"
+        )
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"command": "python -m bench.gallery " + " ".join(sys.argv[1:]), "rows": rows}, indent=2))
+    print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -205,17 +205,18 @@ class FaceAttempt:
         )
 
     async def fail(self, reason: str, close_code: int, *, reply_reason: str | None = None, audit_reason: str = "") -> Outcome:
-        self.finished = True
-        await database_sync_to_async(throttle.attempt_failed)(ip=self.ip, session_key=self.session_key)
-        await self._audit("failed", reason=audit_reason or reason)
+        await self._count_failure(audit_reason or reason)
         return Outcome({"type": "failed", "reason": reply_reason or reason}, close_code)
 
     async def violation(self, code: str, close_code: int) -> Outcome:
         """The client broke the protocol (text frame, oversized frame, flooding): a failed attempt."""
+        await self._count_failure(code)
+        return Outcome({"type": "error", "code": code}, close_code)
+
+    async def _count_failure(self, reason: str) -> None:
         self.finished = True
         await database_sync_to_async(throttle.attempt_failed)(ip=self.ip, session_key=self.session_key)
-        await self._audit("failed", reason=code)
-        return Outcome({"type": "error", "code": code}, close_code)
+        await self._audit("failed", reason=reason)
 
     async def abandon(self) -> None:
         """The browser went away before a decision."""

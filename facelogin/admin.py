@@ -110,7 +110,7 @@ class StudentAdmin(LivenessWarningMixin, admin.ModelAdmin):
     actions = [delete_face_data]
 
     def get_fields(self, request, obj=None):
-        fields = ["student_number", "full_name", "department", "status", "face_login_blocked", "face_login_blocked_reason"]
+        fields = list(StudentForm.Meta.fields)
         if obj is None:
             return [*fields, "password", "face_photos"]
         return [*fields, "face_enrolment", "face_photos", "created_at", "updated_at"]

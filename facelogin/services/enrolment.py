@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -61,7 +61,6 @@ class Upload:
 
 def photos_submit(*, student: Student, uploads: Iterable[Upload], uploaded_by=None, retrain: bool = True) -> list[EnrolmentPhoto]:
     """Store the photos as queued records and hand each to a task once the transaction commits."""
-    from facelogin import tasks
     from facelogin.services.training import retrain_request
 
     limit = settings.FACELOGIN["MAX_UPLOAD_BYTES"]
@@ -234,26 +233,19 @@ def face_data_delete(*, students: Iterable[Student], actor=None, retrain: bool =
     return deleted
 
 
-def photos_pending() -> int:
-    return EnrolmentPhoto.objects.filter(Q(state=EnrolmentPhoto.State.QUEUED) | Q(state=EnrolmentPhoto.State.PROCESSING)).count()
-
-
 def photos_reembed(*, model: str, path=None, progress=None, actor=None) -> int:
     """Embed every accepted photo again with another FaceNet model, from its stored aligned crop.
 
     Embeddings of two models are not comparable, so nothing signs in with the new model until this has
     run and a classifier has been trained for it (each classifier version records its model).
     """
-    from pathlib import Path
-
     from PIL import Image
 
     from facelogin.pipeline.embed import get_embedder
-    from facelogin.pipeline.weights import prepare_weights
+    from facelogin.services.recognition import prepare_embedding_weights
 
-    config = settings.FACELOGIN
-    weights = prepare_weights(model, Path(config["MODEL_DIR"]), path=Path(path) if path else None)
-    embedder = get_embedder(weights, threads=config["TORCH_THREADS"])
+    weights = prepare_embedding_weights(model, path)
+    embedder = get_embedder(weights, threads=settings.FACELOGIN["TORCH_THREADS"])
     ids = list(
         EnrolmentPhoto.objects.filter(state=EnrolmentPhoto.State.ACCEPTED, crop__isnull=False)
         .exclude(model_name=model)

@@ -72,9 +72,7 @@ class FaceAttempt:
         """None when the attempt may go on (send ``hello()``), else the refusal to send."""
         verdict = await database_sync_to_async(throttle.attempt_start)(ip=self.ip, session_key=self.session_key)
         if not verdict.allowed:
-            self.finished = True
-            await self._audit("throttled", reason=verdict.scope)
-            return Outcome({"type": "throttled", "retry_after": verdict.retry_after}, protocol.Close.THROTTLED)
+            return await self._throttled(verdict)
         engine = await recognition.engine_async()
         model = await engine.current_model_async() if engine is not None else None
         if model is None:
@@ -83,7 +81,7 @@ class FaceAttempt:
             return Outcome({"type": "failed", "reason": "unavailable"}, protocol.Close.UNAVAILABLE)
         self.decider = recognition.new_decider(model)
         if self.config["LIVENESS"]:
-            self.liveness = LivenessCheck(random_challenge(), recognition.liveness_config())
+            self.liveness = LivenessCheck(random_challenge())
         return None
 
     def hello(self) -> dict:
@@ -134,11 +132,12 @@ class FaceAttempt:
         if vote.label is not None or not self.last_scores:
             self.last_scores = recognition.vote_scores(vote)
 
-        if self.liveness is not None and not self.liveness.observe(analysis):
-            # A new face track: identity evidence from the old one must not carry over.
-            self.decider, self.confirmed_label = recognition.new_decider(model), None
-        if self.liveness is not None and self.liveness.state.status == LIVENESS_FAILED:
-            return await self.fail("liveness_failed", protocol.Close.NOT_RECOGNISED)
+        if self.liveness is not None:
+            if not self.liveness.observe(analysis):
+                # A new face track: identity evidence from the old one must not carry over.
+                self.decider, self.confirmed_label = recognition.new_decider(model), None
+            if self.liveness.state.status == LIVENESS_FAILED:
+                return await self.fail("liveness_failed", protocol.Close.NOT_RECOGNISED)
 
         if self.confirmed_label is None:
             decision = self.decider.observe(vote)
@@ -192,9 +191,7 @@ class FaceAttempt:
             return await self.fail("not_recognised", protocol.Close.NOT_RECOGNISED, audit_reason="inactive_student")
         verdict = await database_sync_to_async(throttle.student_recognised)(student_id=student.pk)
         if not verdict.allowed:
-            self.finished = True
-            await self._audit("throttled", student=student, reason="student")
-            return Outcome({"type": "throttled", "retry_after": verdict.retry_after}, protocol.Close.THROTTLED)
+            return await self._throttled(verdict, student=student)
         ticket = await database_sync_to_async(ticket_issue)(
             student=student, session_key=self.session_key, scores=self.last_scores
         )
@@ -203,6 +200,11 @@ class FaceAttempt:
         return Outcome(
             {"type": "success", "ticket": ticket.token, "expires_in": ticket.expires_in}, protocol.Close.NORMAL
         )
+
+    async def _throttled(self, verdict: throttle.Verdict, *, student: Student | None = None) -> Outcome:
+        self.finished = True
+        await self._audit("throttled", student=student, reason=verdict.scope)
+        return Outcome({"type": "throttled", "retry_after": verdict.retry_after}, protocol.Close.THROTTLED)
 
     async def fail(self, reason: str, close_code: int, *, reply_reason: str | None = None, audit_reason: str = "") -> Outcome:
         await self._count_failure(audit_reason or reason)

@@ -31,12 +31,14 @@ def model_name() -> str:
     return face_settings()["MODEL"]
 
 
-def prepare_embedding_weights() -> Path:
+def prepare_embedding_weights(model: str | None = None, path: str | Path | None = None) -> Path:
+    """Verified weights for ``model`` (default: FACELOGIN_MODEL / FACELOGIN_MODEL_PATH)."""
     from facelogin.pipeline.weights import prepare_weights
 
     config = face_settings()
-    path = Path(config["MODEL_PATH"]) if config["MODEL_PATH"] else None
-    return prepare_weights(config["MODEL"], Path(config["MODEL_DIR"]), path=path)
+    if model is None:
+        model, path = config["MODEL"], config["MODEL_PATH"]
+    return prepare_weights(model, Path(config["MODEL_DIR"]), path=Path(path) if path else None)
 
 
 def analyzer_config():
@@ -70,16 +72,19 @@ class Engine:
     def warm_up(self) -> None:
         self.analyzer.warm_up()
 
+    def _fresh(self) -> bool:
+        return time.monotonic() - self._checked_at < face_settings()["MODEL_REFRESH_SECONDS"]
+
     def current_model(self):
         """The active TrainedModel, or None when none is trained for the current FaceNet model."""
-        if time.monotonic() - self._checked_at < face_settings()["MODEL_REFRESH_SECONDS"]:
+        if self._fresh():
             return self._model
         with self._model_lock:
             self._refresh()
         return self._model
 
     async def current_model_async(self):
-        if time.monotonic() - self._checked_at < face_settings()["MODEL_REFRESH_SECONDS"]:
+        if self._fresh():
             return self._model
         return await sync_to_async(self.current_model, thread_sensitive=False)()
 
@@ -116,13 +121,6 @@ async def engine_async() -> Engine | None:
     except ModelUnavailable:
         logger.exception("face model unavailable")
         return None
-
-
-def reset_engine() -> None:
-    """Drop the process's engine (tests; a changed FACELOGIN_MODEL)."""
-    global _engine
-    with _lock:
-        _engine = None
 
 
 _ready = threading.Event()
@@ -166,12 +164,6 @@ def conflicts_with(vote, label: str) -> bool:
     """Does this frame point confidently at a student other than ``label``?"""
     pointed = set(vote.confident) | ({vote.label} if vote.label else set())
     return bool(pointed - {label})
-
-
-def liveness_config():
-    from facelogin.pipeline.liveness import LivenessConfig
-
-    return LivenessConfig()
 
 
 def frame_vote(model, analysis):

@@ -29,8 +29,3 @@ def student_create(
         user=user, student_number=student_number, full_name=full_name.strip(), department=department, status=status
     )
 
-
-def student_set_status(*, student: Student, status: str) -> Student:
-    student.status = status
-    student.save(update_fields=["status", "updated_at"])
-    return student

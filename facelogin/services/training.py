@@ -32,8 +32,6 @@ class TrainingRefused(Exception):
 # --- requests and debouncing ------------------------------------------------------------------
 def retrain_request(*, reason: str, actor=None, countdown: int | None = None) -> int:
     """Ask for a retrain soon; returns the token the scheduled task carries."""
-    from facelogin import tasks
-
     with transaction.atomic():
         request, _ = RetrainRequest.objects.select_for_update().get_or_create(singleton=1)
         request.token = F("token") + 1

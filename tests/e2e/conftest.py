@@ -150,6 +150,24 @@ def live_portal(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> It
         portal_gen.close()
 
 
+# The same portal as ``live_portal`` (same students, photos and thresholds) with the liveness challenge
+# on, as production runs it. The other settings stay LIVE_SETTINGS': 15 frames end a still photo's
+# attempt in a few seconds, long before the challenge's own time limit (7 s a step, not a setting).
+LIVENESS_SETTINGS = {"FACELOGIN_LIVENESS": "1"}
+
+
+@pytest.fixture(scope="session")
+def liveness_portal(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Iterator[LivePortal]:
+    started = time.monotonic()
+    portal_gen = start_live_portal(tmp_path_factory.mktemp("liveness-portal"), faces_dir, **LIVENESS_SETTINGS)
+    portal = next(portal_gen)
+    print(f"\nliveness portal at {portal.url} ready in {time.monotonic() - started:.1f} s", flush=True)
+    try:
+        yield portal
+    finally:
+        portal_gen.close()
+
+
 @pytest.fixture(scope="session")
 def playwright_instance():
     require_binary("chromium")
@@ -202,9 +220,10 @@ def launch_browser(playwright_instance, request, tmp_path) -> Iterator[Callable[
                 print(page.locator("#face-status").inner_text(timeout=1000) if page.locator("#face-status").count() else "")
             except Exception as exc:  # noqa: BLE001 - diagnostics only
                 print(f"no screenshot: {exc}")
-        portal = request.node.funcargs.get("live_portal")
-        if portal is not None:
-            portal.daphne.print_log_tail(why="test failed")
+        for name in ("live_portal", "liveness_portal"):
+            portal = request.node.funcargs.get(name)
+            if portal is not None:
+                portal.daphne.print_log_tail(why="test failed")
     for browser in browsers:
         browser.close()
 

@@ -13,8 +13,10 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from facelogin.models import BiometricAction, ClassifierVersion, EnrolmentPhoto, FaceAttempt, SignIn, Student
-from facelogin.services import enrolment, training
+from django.db.models import Exists, OuterRef
+
+from facelogin.models import BiometricAction, ClassifierVersion, EnrolmentPhoto, FaceAttempt, FaceConsent, SignIn, Student
+from facelogin.services import consent, enrolment, training
 from facelogin.services.students import student_create
 
 
@@ -98,25 +100,62 @@ def delete_face_data(modeladmin, request, queryset):
     )
 
 
+class ConsentFilter(admin.SimpleListFilter):
+    title = _("consent to face sign-in")
+    parameter_name = "consent"
+
+    def lookups(self, request, model_admin):
+        return [("yes", _("Given")), ("no", _("Not given"))]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(has_consent=self.value() == "yes")
+        return queryset
+
+
+class ConsentForm(forms.Form):
+    confirm = forms.BooleanField(label=_("The student has read this text and signed the consent form, which is kept on file."))
+
+
 @admin.register(Student)
 class StudentAdmin(LivenessWarningMixin, admin.ModelAdmin):
     form = StudentForm
     change_form_template = "admin/facelogin/student/change_form.html"
-    list_display = ["student_number", "full_name", "department", "status", "face_photos", "face_login_blocked"]
-    list_filter = ["status", "department", "face_login_blocked"]
+    list_display = ["student_number", "full_name", "department", "status", "consent_given", "face_photos", "face_login_blocked"]
+    list_filter = ["status", ConsentFilter, "department", "face_login_blocked"]
     search_fields = ["student_number", "full_name", "department", "user__email"]
-    readonly_fields = ["face_enrolment", "created_at", "updated_at"]
+    readonly_fields = ["consent_status", "face_enrolment", "created_at", "updated_at"]
     inlines = [EnrolmentPhotoInline]
     actions = [delete_face_data]
 
     def get_fields(self, request, obj=None):
         fields = list(StudentForm.Meta.fields)
         if obj is None:
-            return [*fields, "password", "face_photos"]
-        return [*fields, "face_enrolment", "face_photos", "created_at", "updated_at"]
+            return [*fields, "password"]  # photos only after consent is recorded on the saved student
+        photos = ["face_photos"] if consent.consent_active(student=obj) else []  # no consent, no upload
+        return [*fields, "consent_status", "face_enrolment", *photos, "created_at", "updated_at"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("user")
+        active = FaceConsent.objects.filter(student=OuterRef("pk"), ended_at__isnull=True)
+        return super().get_queryset(request).select_related("user").annotate(has_consent=Exists(active))
+
+    @admin.display(description=_("consent"), boolean=True, ordering="has_consent")
+    def consent_given(self, student: Student) -> bool:
+        return student.has_consent
+
+    @admin.display(description=_("consent to face sign-in"))
+    def consent_status(self, student: Student):
+        active = consent.consent_active(student=student)
+        if active is None:
+            text = _("Not given. Record the student's consent before enrolling photos.")
+            return format_html('<strong class="consent-missing" style="color:#b3261e">{}</strong>', text)
+        text = _("Given on %(at)s (text version %(version)s, %(method)s, recorded by %(by)s).") % {
+            "at": active.given_at.strftime("%Y-%m-%d %H:%M"),
+            "version": active.text_version,
+            "method": active.get_method_display(),
+            "by": active.recorded_by or _("the student"),
+        }
+        return format_html('<strong class="consent-given" style="color:#1f7a3d">{}</strong>', text)
 
     @admin.display(description=_("accepted photos"))
     def face_photos(self, student: Student) -> int:
@@ -148,7 +187,15 @@ class StudentAdmin(LivenessWarningMixin, admin.ModelAdmin):
         files = form.cleaned_data.get("face_photos") or []
         if files:
             uploads = [enrolment.Upload(name=f.name, data=f.read()) for f in files]
-            photos = enrolment.photos_submit(student=obj, uploads=uploads, uploaded_by=request.user)
+            try:
+                photos = enrolment.photos_submit(student=obj, uploads=uploads, uploaded_by=request.user)
+            except consent.ConsentRequired:
+                self.message_user(
+                    request,
+                    _("The photos were not enrolled: %(student)s has not consented to face sign-in. Record the consent first.") % {"student": obj},
+                    messages.ERROR,
+                )
+                return
             self.message_user(
                 request,
                 ngettext(
@@ -162,20 +209,56 @@ class StudentAdmin(LivenessWarningMixin, admin.ModelAdmin):
     def get_urls(self):
         return [
             path("<int:student_id>/delete-face-data/", self.admin_site.admin_view(self.delete_face_data_view), name="facelogin_student_delete_face_data"),
+            path("<int:student_id>/consent/", self.admin_site.admin_view(self.consent_view), name="facelogin_student_consent"),
+            path("<int:student_id>/withdraw-consent/", self.admin_site.admin_view(self.withdraw_consent_view), name="facelogin_student_withdraw_consent"),
             path("<int:student_id>/enrolment-status/", self.admin_site.admin_view(self.enrolment_status_view), name="facelogin_student_enrolment_status"),
             *super().get_urls(),
         ]
 
     def delete_face_data_view(self, request: HttpRequest, student_id: int):
-        student = get_object_or_404(Student, pk=student_id)
-        if not self.has_change_permission(request, student):
-            raise Http404
+        student = self._changeable_student(request, student_id)
         if request.method == "POST":
             deleted = enrolment.face_data_delete(students=[student], actor=request.user)
             self.message_user(request, _("Face data of %(student)s deleted (%(n)d photos); retraining.") % {"student": student, "n": deleted})
             return redirect("admin:facelogin_student_change", student.pk)
-        context = {**self.admin_site.each_context(request), "student": student, "opts": self.model._meta, "title": _("Delete face data")}
-        return TemplateResponse(request, "admin/facelogin/student/delete_face_data.html", context)
+        return self._page(request, "admin/facelogin/student/delete_face_data.html", student=student, title=_("Delete face data"))
+
+    def _changeable_student(self, request: HttpRequest, student_id: int) -> Student:
+        student = get_object_or_404(Student, pk=student_id)
+        if not self.has_change_permission(request, student):
+            raise Http404
+        return student
+
+    def _page(self, request: HttpRequest, template: str, **context) -> TemplateResponse:
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, **context}
+        return TemplateResponse(request, template, context)
+
+    def consent_view(self, request: HttpRequest, student_id: int):
+        student = self._changeable_student(request, student_id)
+        form = ConsentForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            consent.consent_record(student=student, method=FaceConsent.Method.SIGNED_FORM, actor=request.user)
+            self.message_user(request, _("Consent of %(student)s recorded; face photos can now be enrolled.") % {"student": student})
+            return redirect("admin:facelogin_student_change", student.pk)
+        return self._page(
+            request,
+            "admin/facelogin/student/consent.html",
+            student=student,
+            form=form,
+            active=consent.consent_active(student=student),
+            version=consent.current_text_version(),
+            title=_("Record consent to face sign-in"),
+        )
+
+    def withdraw_consent_view(self, request: HttpRequest, student_id: int):
+        student = self._changeable_student(request, student_id)
+        if request.method == "POST":
+            deleted = consent.consent_withdraw(student=student, actor=request.user)
+            self.message_user(
+                request, _("Consent of %(student)s withdrawn; face data deleted (%(n)d photos); retraining.") % {"student": student, "n": deleted}
+            )
+            return redirect("admin:facelogin_student_change", student.pk)
+        return self._page(request, "admin/facelogin/student/withdraw_consent.html", student=student, title=_("Withdraw consent"))
 
     def enrolment_status_view(self, request: HttpRequest, student_id: int):
         """Polled by the student page to show each photo's progress without reloading."""
@@ -284,6 +367,14 @@ class FaceAttemptAdmin(ReadOnlyAdmin):
     list_filter = ["outcome", "reason"]
     search_fields = ["student__student_number", "ip", "user_agent"]
     date_hierarchy = "at"
+
+
+@admin.register(FaceConsent)
+class FaceConsentAdmin(ReadOnlyAdmin):
+    list_display = ["student", "text_version", "method", "given_at", "recorded_by", "ended_at", "ended_reason"]
+    list_filter = ["method", "text_version", "ended_reason"]
+    search_fields = ["student__student_number", "student__full_name"]
+    date_hierarchy = "given_at"
 
 
 @admin.register(BiometricAction)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 
@@ -37,6 +38,46 @@ class Student(models.Model):
     @property
     def may_sign_in(self) -> bool:
         return self.user.is_active and self.status in settings.FACELOGIN["SIGNIN_STATUSES"]
+
+
+class FaceConsent(models.Model):
+    """A student's consent to face sign-in: who recorded it, when, and which text they agreed to.
+
+    Rows are never deleted: ending a consent (withdrawn, or renewed for a new text) keeps the history.
+    """
+
+    class Method(models.TextChoices):
+        SIGNED_FORM = "signed_form", _("Signed form, recorded by staff")
+        PORTAL = "portal", _("Given by the student on the portal")
+        IMPORT = "import", _("Recorded with a bulk import")
+
+    class Ended(models.TextChoices):
+        WITHDRAWN = "withdrawn", _("Withdrawn")
+        RENEWED = "renewed", _("Renewed for a newer text")
+
+    student = models.ForeignKey(Student, on_delete=models.CASCADE, related_name="consents")
+    text_version = models.CharField(_("consent text version"), max_length=32)
+    method = models.CharField(_("how it was given"), max_length=16, choices=Method.choices)
+    given_at = models.DateTimeField(_("given at"), default=timezone.now)
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("recorded by")
+    )
+    ended_at = models.DateTimeField(_("ended at"), null=True, blank=True)
+    ended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("ended by")
+    )
+    ended_reason = models.CharField(_("why it ended"), max_length=16, choices=Ended.choices, blank=True)
+
+    class Meta:
+        ordering = ["-given_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["student"], condition=Q(ended_at__isnull=True), name="one_active_consent_per_student")
+        ]
+        verbose_name = _("face sign-in consent")
+        verbose_name_plural = _("face sign-in consents")
+
+    def __str__(self) -> str:
+        return f"{self.student} {self.text_version} {self.get_method_display()}"
 
 
 class SignIn(models.Model):

@@ -9,6 +9,7 @@ urlpatterns = [
     path("login/", views.PasswordLoginView.as_view(), name="login"),
     path("login/face/", views.face_login, name="face_login"),
     path("login/face/complete/", views.face_login_complete, name="face_login_complete"),
+    path("consent/", views.consent_page, name="consent"),
     path("sign-ins/<int:sign_in_id>/not-me/", views.report_not_me, name="report_not_me"),
     path("logout/", views.SignOutView.as_view(), name="logout"),
     path("healthz/", views.healthz, name="healthz"),

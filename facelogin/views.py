@@ -14,7 +14,9 @@ from django.views.decorators.http import require_POST
 from django.utils.translation import gettext_lazy as _
 
 from facelogin.auth import student_of
-from facelogin.models import SignIn
+from facelogin.models import FaceConsent, SignIn
+from facelogin.services import consent
+from facelogin.services.enrolment import face_ready
 from facelogin.services.faceflow import face_page_context, safe_next
 from facelogin.services.reports import ReportRefused, sign_in_report_not_me
 from facelogin.services.signins import METHOD_ATTR, SCORES_ATTR, recent_sign_ins
@@ -31,10 +33,41 @@ TICKET_REFUSED_MESSAGES = {
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
+    student = student_of(request.user)
     return render(
         request,
         "facelogin/home.html",
-        {"student": student_of(request.user), "sign_ins": recent_sign_ins(user=request.user)},
+        {
+            "student": student,
+            "sign_ins": recent_sign_ins(user=request.user),
+            "consent": consent.consent_active(student=student) if student else None,
+            "face_ready": face_ready(student=student) if student else False,
+        },
+    )
+
+
+@login_required
+def consent_page(request: HttpRequest) -> HttpResponse:
+    """The consent text; the student gives or withdraws consent here."""
+    student = student_of(request.user)
+    if student is None:
+        return redirect("home")
+    if request.method == "POST":
+        action = request.POST.get("action")
+        if action == "give":
+            consent.consent_record(student=student, method=FaceConsent.Method.PORTAL, actor=request.user)
+            messages.success(request, _("Thank you. Your consent is recorded; the registrar's office can now enrol your photos."))
+        elif action == "withdraw" and request.POST.get("confirm") == "yes":
+            consent.consent_withdraw(student=student, actor=request.user)
+            messages.success(request, _("Your consent is withdrawn and your face data is deleted. Sign in with your password."))
+        else:
+            messages.error(request, _("Tick the box to confirm that your face data will be deleted."))
+            return redirect("consent")
+        return redirect("home")
+    return render(
+        request,
+        "facelogin/consent.html",
+        {"consent": consent.consent_active(student=student), "version": consent.current_text_version()},
     )
 
 

@@ -13,7 +13,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
-from portal.env import env, env_bool, env_float, env_int, env_list
+from portal.env import env, env_bool, env_choice, env_float, env_int, env_list
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env("FACELOGIN_DATA_DIR") or BASE_DIR / "data").resolve()
@@ -203,6 +203,12 @@ FACELOGIN = {
     "RECOGNITION_THREADS": env_int("FACELOGIN_RECOGNITION_THREADS", 1, minimum=1),
     "CLASSIFIER": env("FACELOGIN_CLASSIFIER", "centroid"),
     "TARGET_FPIR": env_float("FACELOGIN_TARGET_FPIR", 0.001),
+    # "identify": the face alone; "verify": the student number first, then the face, compared with
+    # that student only (the admin recommends it when a stranger would too often match someone).
+    "MODE": env_choice("FACELOGIN_MODE", "identify", ("identify", "verify")),
+    # Optional ceiling on the calibrated threshold (1.0: none). Above it genuine students are mostly
+    # refused; when it binds, the stranger-match chance exceeds the target and the admin says so.
+    "MAX_THRESHOLD": env_float("FACELOGIN_MAX_THRESHOLD", 1.0),
     "MIN_HOLDOUT_ACCURACY": env_float("FACELOGIN_MIN_HOLDOUT_ACCURACY", 0.9),
     "MIN_FRAMES": env_int("FACELOGIN_MIN_FRAMES", 3, minimum=1),
     "MAX_FRAMES": env_int("FACELOGIN_MAX_FRAMES", 40, minimum=1),
@@ -225,6 +231,9 @@ FACELOGIN = {
     # Active liveness (a random head-movement challenge). Off only by this explicit switch; the
     # admin and the sign-in page then show a warning.
     "LIVENESS": env_bool("FACELOGIN_LIVENESS", True),
+    # The version of the consent text students agree to (templates/facelogin/consent_text.html);
+    # change it whenever the text changes.
+    "CONSENT_VERSION": env("FACELOGIN_CONSENT_VERSION", "2026-1"),
     "AUDIT_RETENTION_DAYS": env_int("FACELOGIN_AUDIT_RETENTION_DAYS", 365, minimum=1),
     "WARM_UP": env_bool("FACELOGIN_WARM_UP", True),
     # Test hook: wait this long at the start of each training (the crash-recovery test kills the

@@ -39,14 +39,23 @@ def make_student(db):
 
     counter = iter(range(1, 10_000))
 
-    def make(number: str | None = None, *, status: str = "enrolled", password: str = "correct-horse-battery", **extra):
-        return student_create(
+    def make(
+        number: str | None = None, *, status: str = "enrolled", password: str = "correct-horse-battery", consent: bool = True, **extra
+    ):
+        """A student; with their consent to face sign-in recorded unless ``consent=False``."""
+        from facelogin.models import FaceConsent
+        from facelogin.services.consent import consent_record
+
+        student = student_create(
             student_number=number or f"2026{next(counter):04d}",
             full_name=extra.pop("full_name", "Test Student"),
             status=status,
             password=password,
             **extra,
         )
+        if consent:
+            consent_record(student=student, method=FaceConsent.Method.SIGNED_FORM)
+        return student
 
     return make
 

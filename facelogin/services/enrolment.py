@@ -22,6 +22,7 @@ from django.utils.translation import gettext_lazy as _
 from facelogin.models import BiometricAction, EnrolmentPhoto, Student
 from facelogin.pipeline import errors
 from facelogin.services import audit, biometrics
+from facelogin.services.consent import consent_active, consent_require
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +61,13 @@ class Upload:
 
 
 def photos_submit(*, student: Student, uploads: Iterable[Upload], uploaded_by=None, retrain: bool = True) -> list[EnrolmentPhoto]:
-    """Store the photos as queued records and hand each to a task once the transaction commits."""
+    """Store the photos as queued records and hand each to a task once the transaction commits.
+
+    Raises ``ConsentRequired`` (nothing stored) when the student has not consented to face sign-in.
+    """
     from facelogin.services.training import retrain_request
 
+    consent_require(student=student)
     limit = settings.FACELOGIN["MAX_UPLOAD_BYTES"]
     photos = []
     with transaction.atomic():
@@ -124,6 +129,8 @@ def photo_process(*, photo_id: int, analyzer=None) -> EnrolmentPhoto | None:
         return photo  # already finished (a repeated delivery) or deleted meanwhile
     EnrolmentPhoto.objects.filter(pk=photo_id).update(attempts=F("attempts") + 1)
     photo.attempts += 1
+    if consent_active(student=photo.student) is None:  # withdrawn while the photo waited
+        return _reject(photo, "no_consent")
     if analyzer is None:
         from facelogin.services.recognition import engine
 

@@ -362,9 +362,12 @@ def create_people(env: dict[str, str], people: Iterable[Person]) -> dict[str, in
     script = (
         "import json\n"
         "from django.contrib.auth import get_user_model\n"
+        "from facelogin.services.consent import consent_record\n"
         "from facelogin.services.students import student_create\n"
         f"get_user_model().objects.create_superuser({ADMIN_USERNAME!r}, 'registrar@example.org', {ADMIN_PASSWORD!r})\n"
-        f"ids = {{n: student_create(student_number=n, full_name=name, department='Physics').pk for n, name in {people!r}}}\n"
+        f"ids = {{n: student_create(student_number=n, full_name=name, department='Physics') for n, name in {people!r}}}\n"
+        "for student in ids.values(): consent_record(student=student, method='signed_form')\n"
+        "ids = {n: s.pk for n, s in ids.items()}\n"
         "print('IDS=' + json.dumps(ids))\n"
     )
     output = manage(env, "shell", "-c", script).stdout

@@ -10,8 +10,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from facelogin.models import ClassifierVersion, EnrolmentPhoto, Student
-from facelogin.services import enrolment, training
+from facelogin.models import ClassifierVersion, EnrolmentPhoto, FaceConsent, Student
+from facelogin.services import consent, enrolment, training
 from facelogin.services.students import student_create
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".pgm", ".ppm", ".bmp", ".tif", ".tiff"}
@@ -24,9 +24,18 @@ class Command(BaseCommand):
         parser.add_argument("directory", type=Path)
         parser.add_argument("--create-students", action="store_true", help="create students that do not exist yet")
         parser.add_argument("--students-csv", type=Path, help="CSV with student_number,full_name[,department] for --create-students")
+        parser.add_argument(
+            "--no-record-consent",
+            dest="record_consent",
+            action="store_false",
+            help="do not record consent: enrol only students whose consent is already recorded (default: "
+            "record each student's consent as given on a form kept on file, method 'bulk import')",
+        )
         parser.add_argument("--wait", type=int, default=1800, help="with a separate worker: seconds to wait for it (default 1800)")
 
-    def handle(self, *args, directory: Path, create_students: bool, students_csv: Path | None, wait: int, **options) -> None:
+    def handle(
+        self, *args, directory: Path, create_students: bool, students_csv: Path | None, wait: int, record_consent: bool, **options
+    ) -> None:
         if not directory.is_dir():
             raise CommandError(f"{directory} is not a directory")
         folders = sorted(p for p in directory.iterdir() if p.is_dir())
@@ -37,6 +46,7 @@ class Command(BaseCommand):
 
         students: dict[str, Student] = {}
         skipped: list[str] = []
+        no_consent: list[str] = []
         for folder in folders:
             number = folder.name
             student = Student.objects.filter(student_number=number).first()
@@ -46,7 +56,17 @@ class Command(BaseCommand):
             if student is None:
                 skipped.append(number)
                 continue
+            if record_consent:
+                consent.consent_record(student=student, method=FaceConsent.Method.IMPORT)
+            elif consent.consent_active(student=student) is None:
+                no_consent.append(number)
+                continue
             students[number] = student
+        if record_consent and students:
+            self.stdout.write(f"consent recorded as on file (bulk import, text {consent.current_text_version()}) for {len(students)} students")
+        if no_consent:
+            shown = ", ".join(no_consent[:10]) + (", …" if len(no_consent) > 10 else "")
+            self.stdout.write(self.style.WARNING(f"{len(no_consent)} students skipped, no consent recorded: {shown}"))
 
         files = [
             (number, path)

@@ -16,12 +16,35 @@ from django.utils.translation import ngettext
 from django.db.models import Exists, OuterRef
 
 from facelogin.models import BiometricAction, ClassifierVersion, EnrolmentPhoto, FaceAttempt, FaceConsent, SignIn, Student
-from facelogin.services import consent, enrolment, training
+from facelogin.services import consent, enrolment, stranger_risk, training
 from facelogin.services.students import student_create
 
 
-class LivenessWarningMixin:
-    """Staff must not miss that printed photos are no longer refused."""
+def chance_text(p: float | None) -> str:
+    if p is None:
+        return "—"
+    if p <= 0:
+        return _("below what the data can show")
+    return _("about 1 in %(n)s (%(percent)s %%)") % {"n": f"{round(1 / p):,}", "percent": f"{100 * p:.3g}"}
+
+
+def stranger_risk_text(risk: stranger_risk.StrangerRisk) -> str:
+    text = _(
+        "A stranger's face matches some enrolled student in %(chance)s of frames at %(students)s students "
+        "(mode %(mode)s; target %(target)s)."
+    ) % {"chance": chance_text(risk.current_chance), "students": f"{risk.students:,}", "mode": risk.mode, "target": chance_text(risk.target)}
+    if risk.recommend_verify:
+        text += " " + _(
+            "That is above the target: consider verify mode (FACELOGIN_MODE=verify), where students type their student "
+            "number first and are compared with themselves only (%(chance)s)."
+        ) % {"chance": chance_text(risk.verify_expected)}
+    if risk.ceiling_binds:
+        text += " " + _("The threshold is held down by FACELOGIN_MAX_THRESHOLD.")
+    return text
+
+
+class DeploymentWarningsMixin:
+    """Staff must not miss that printed photos are no longer refused, or that strangers match too often."""
 
     def changelist_view(self, request, extra_context=None):
         if not settings.FACELOGIN["LIVENESS"]:
@@ -30,6 +53,9 @@ class LivenessWarningMixin:
                 _("Liveness checks are OFF (FACELOGIN_LIVENESS=0): a printed photo of a student may be enough to sign in as them."),
                 messages.WARNING,
             )
+        risk = stranger_risk.stranger_risk()
+        if risk is not None and risk.recommend_verify:
+            self.message_user(request, stranger_risk_text(risk), messages.WARNING)
         return super().changelist_view(request, extra_context)
 
 
@@ -118,7 +144,7 @@ class ConsentForm(forms.Form):
 
 
 @admin.register(Student)
-class StudentAdmin(LivenessWarningMixin, admin.ModelAdmin):
+class StudentAdmin(DeploymentWarningsMixin, admin.ModelAdmin):
     form = StudentForm
     change_form_template = "admin/facelogin/student/change_form.html"
     list_display = ["student_number", "full_name", "department", "status", "consent_given", "face_photos", "face_login_blocked"]
@@ -324,10 +350,10 @@ def retrain_now(modeladmin, request, queryset):
 
 
 @admin.register(ClassifierVersion)
-class ClassifierVersionAdmin(LivenessWarningMixin, admin.ModelAdmin):
-    list_display = ["id", "created_at", "status", "is_active", "classifier", "model_name", "gallery_students", "threshold", "holdout_accuracy", "trigger"]
+class ClassifierVersionAdmin(DeploymentWarningsMixin, admin.ModelAdmin):
+    list_display = ["id", "created_at", "status", "is_active", "classifier", "model_name", "gallery_students", "threshold", "stranger_chance", "holdout_accuracy", "trigger"]
     list_filter = ["status", "is_active", "classifier", "model_name"]
-    fields = ["status", "is_active", "activated_at", "trigger", "triggered_by", "model_name", "classifier", "gallery_students", "gallery_embeddings", "thresholds", "metrics", "error", "created_at"]
+    fields = ["status", "is_active", "activated_at", "trigger", "triggered_by", "model_name", "classifier", "gallery_students", "gallery_embeddings", "stranger_match", "thresholds", "metrics", "error", "created_at"]
     readonly_fields = fields
     actions = [activate_version, retrain_now]
 
@@ -338,6 +364,19 @@ class ClassifierVersionAdmin(LivenessWarningMixin, admin.ModelAdmin):
     def threshold(self, version: ClassifierVersion):
         value = (version.thresholds or {}).get("similarity")
         return f"{value:.3f}" if isinstance(value, (int, float)) else "—"
+
+    @admin.display(description=_("stranger matches someone"))
+    def stranger_chance(self, version: ClassifierVersion):
+        risk = stranger_risk.stranger_risk(version)
+        return chance_text(risk.current_chance) if risk else "—"
+
+    @admin.display(description=_("chance that a stranger is taken for a student"))
+    def stranger_match(self, version: ClassifierVersion):
+        risk = stranger_risk.stranger_risk(version)
+        if risk is None:
+            return "—"
+        css = "stranger-risk-high" if risk.recommend_verify else "stranger-risk-ok"
+        return format_html('<p class="{}">{}</p>', css, stranger_risk_text(risk))
 
     @admin.display(description=_("held-out accuracy"))
     def holdout_accuracy(self, version: ClassifierVersion):

@@ -11,11 +11,13 @@ import logging
 import time
 from collections import deque
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from facelogin import protocol
 from facelogin.services.face_attempts import FaceAttempt, Outcome
+from facelogin.services.faceflow import CLAIM_SESSION_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +42,14 @@ class FaceLoginConsumer(AsyncWebsocketConsumer):
             return
         headers = dict(self.scope.get("headers") or [])
         client = self.scope.get("client") or (None, None)
+        claim = None
+        if settings.FACELOGIN["MODE"] == "verify":  # the student number the page stored in the session
+            claim = await database_sync_to_async(session.get)(CLAIM_SESSION_KEY)
         self.attempt = FaceAttempt(
             ip=client[0],
             session_key=session_key,
             user_agent=headers.get(b"user-agent", b"").decode("latin-1")[:400],
+            claim=claim,
         )
         refusal = await self.attempt.begin()
         if refusal is not None:

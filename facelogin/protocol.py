@@ -12,6 +12,7 @@ WEBSOCKET_PATH = "ws/face-login/"
 class Close:
     NORMAL = 1000  # after a final "success" or "failed" message
     NO_SESSION = 4001  # the browser has no session cookie: reload the page
+    NO_CLAIM = 4002  # verify mode: no student number was given before the camera started
     UNAVAILABLE = 4003  # face sign-in is not available (no trained classifier, model missing)
     TIMEOUT = 4008  # the attempt's deadline passed without a decision
     PROTOCOL = 4400  # a text frame or another message the protocol does not allow

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST
@@ -17,7 +20,7 @@ from facelogin.auth import student_of
 from facelogin.models import FaceConsent, SignIn
 from facelogin.services import consent
 from facelogin.services.enrolment import face_ready
-from facelogin.services.faceflow import face_page_context, safe_next
+from facelogin.services.faceflow import claim_forget, claim_store, face_page_context, safe_next
 from facelogin.services.reports import ReportRefused, sign_in_report_not_me
 from facelogin.services.signins import METHOD_ATTR, SCORES_ATTR, recent_sign_ins
 from facelogin.services.tickets import TicketRefused, ticket_redeem
@@ -78,8 +81,17 @@ class PasswordLoginView(auth_views.LoginView):
 
 @ensure_csrf_cookie
 def face_login(request: HttpRequest) -> HttpResponse:
+    """The camera page; in verify mode it first asks for the student number (kept in the session)."""
     if request.user.is_authenticated:
         return redirect("home")
+    if request.method == "POST":  # verify mode's first step, or "not you?"
+        if request.POST.get("action") == "change":
+            claim_forget(request)
+        elif not claim_store(request, request.POST.get("student_number", "")):
+            messages.error(request, _("Enter your student number."))
+        target = reverse("face_login")
+        next_url = safe_next(request, request.POST.get("next"))
+        return redirect(f"{target}?{urlencode({'next': next_url})}" if next_url else target)
     # The websocket's ticket is bound to this browser's session, so make sure there is one.
     if not request.session.session_key:
         request.session.save()

@@ -256,6 +256,8 @@ class Calibration:
     floor: float
     seed: int
     tail: TailModel = field(repr=False)
+    # A usability ceiling (FACELOGIN_MAX_THRESHOLD); when it binds, expected_fpir exceeds the target.
+    ceiling: float = 1.0
 
     def fmr_at(self, threshold: float) -> float:
         return self.tail.fmr(threshold, self.method)
@@ -267,14 +269,24 @@ class Calibration:
     def threshold_for(self, *, target_fpir: float | None = None, gallery_size: int | None = None) -> float:
         """The threshold this gallery's score model gives for another target or gallery size."""
         return _threshold(
-            self.tail, target_fpir or self.target_fpir, gallery_size or self.gallery_size, self.floor, self.method
+            self.tail, target_fpir or self.target_fpir, gallery_size or self.gallery_size, self.floor, self.method, self.ceiling
         )[0]
+
+    def verification(self) -> tuple[float, float]:
+        """(threshold, chance a stranger matches) for 1:1 verification against one claimed student.
+
+        A stranger claiming a student is compared with that student only, so the gallery-size
+        adjustment does not apply: the target holds per comparison.
+        """
+        threshold = self.threshold_for(gallery_size=1)
+        return threshold, self.fmr_at(threshold)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         tail = d.pop("tail")
         tail.pop("top")
         d["tail"] = tail
+        d["verify_threshold"], d["verify_fmr"] = self.verification()
         return d
 
 
@@ -284,7 +296,7 @@ def _per_comparison(target_fpir: float, gallery_size: int) -> float:
 
 
 def _threshold(
-    tail: TailModel, target_fpir: float, gallery_size: int, floor: float, method: str
+    tail: TailModel, target_fpir: float, gallery_size: int, floor: float, method: str, ceiling: float = 1.0
 ) -> tuple[float, dict[str, float]]:
     fmr = _per_comparison(target_fpir, gallery_size)
     components = {
@@ -295,7 +307,8 @@ def _threshold(
     }
     used = [components[m] for m in tail.models(method)] + [components["empirical"], floor]
     # Cosine similarity cannot exceed 1; a threshold above it means "nobody": keep it honest at 1.0.
-    threshold = min(max(v for v in used if math.isfinite(v)), 1.0)
+    # The ceiling is an operator's choice to keep genuine sign-ins working; it is reported, never silent.
+    threshold = min(max(v for v in used if math.isfinite(v)), ceiling, 1.0)
     return float(threshold), {k: float(v) for k, v in components.items()}
 
 
@@ -378,6 +391,7 @@ def calibrate(
     max_impostor_labels: int = 2_000,
     seed: int = 0,
     method: str = "gpd",
+    ceiling: float = 1.0,
 ) -> Calibration:
     """Calibrate the similarity threshold on the enrolled gallery for ``target_fpir`` per frame.
 
@@ -402,7 +416,7 @@ def calibrate(
     )
     size = gallery_size or n_ids
     tail = _fit_tail(impostor)
-    threshold, components = _threshold(tail, target_fpir, size, floor, method)
+    threshold, components = _threshold(tail, target_fpir, size, floor, method, ceiling)
     return Calibration(
         threshold=threshold,
         target_fpir=target_fpir,
@@ -424,4 +438,5 @@ def calibrate(
         floor=floor,
         seed=seed,
         tail=tail,
+        ceiling=ceiling,
     )

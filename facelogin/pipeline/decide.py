@@ -82,6 +82,7 @@ NO_FACE = "no_face"
 POOR_QUALITY = "quality"
 SEVERAL_FACES = "several_faces"
 BELOW_THRESHOLD = "below_threshold"
+NOT_ENROLLED = "not_enrolled"  # verification: the claimed student has no enrolled face
 DISAGREE = "disagree"
 LOW_MARGIN = "low_margin"
 LOW_PROBABILITY = "low_probability"
@@ -244,6 +245,31 @@ def vote_analyses(model: TrainedModel, analyses: Sequence[FrameAnalysis]) -> lis
     for i, v in zip(ok, batch):
         votes[i] = v
     return votes
+
+
+def vote_claim(model: TrainedModel, analysis: FrameAnalysis, label: str, threshold: float) -> FrameVote:
+    """1:1 verification: the frame is compared with the claimed student's enrolled photos only.
+
+    ``threshold`` is the verification threshold (``model.calibration.verification()``), not the
+    identification one: no other student is searched, so none can be matched by mistake.
+    """
+    gate = frame_gate(analysis)
+    if gate is not None:
+        return FrameVote.no_vote(gate)
+    if label not in model.gallery:
+        return FrameVote.no_vote(NOT_ENROLLED)
+    similarity = float(model.gallery.score(normalise(np.asarray(analysis.embedding)[None, :]), [label])[0])
+    matched = similarity >= threshold
+    return FrameVote(
+        label=label if matched else None,
+        reason=VOTE if matched else BELOW_THRESHOLD,
+        classifier_label=label,
+        gallery_label=label,
+        similarity=similarity,
+        best_similarity=similarity,
+        threshold=threshold,
+        confident=(label,) if matched else (),
+    )
 
 
 def vote_analysis(model: TrainedModel, analysis: FrameAnalysis) -> FrameVote:
@@ -550,6 +576,7 @@ def _build(
     floor: float,
     tail_method: str,
     seed: int,
+    ceiling: float = 1.0,
 ) -> TrainedModel:
     gallery = Gallery.from_arrays(X, y, top_k=top_k)
     if kind in ("centroid", "knn") and classifier_params.get("k", top_k) == top_k:
@@ -567,6 +594,7 @@ def _build(
         floor=floor,
         method=tail_method,
         seed=seed,
+        ceiling=ceiling,
     )
     return TrainedModel(kind, classifier, gallery, calibration, config, model_name)
 
@@ -586,6 +614,7 @@ def train_model(
     tail_method: str = "gpd",
     classifier_params: dict[str, Any] | None = None,
     seed: int = 0,
+    ceiling: float = 1.0,
 ) -> TrainedModel:
     """Train one classifier version on the enrolled embeddings, calibrated on them.
 
@@ -612,6 +641,7 @@ def train_model(
         floor=floor,
         tail_method=tail_method,
         seed=seed,
+        ceiling=ceiling,
     )
     metrics: dict[str, Any] = {}
     if holdout > 0:

@@ -45,6 +45,8 @@ class FaceAttempt:
     ip: str | None
     session_key: str
     user_agent: str = ""
+    claim: str | None = None  # verify mode: the student number typed before the camera started
+    claim_label: str | None = None  # its classifier label ("" when no such student)
     started: float = field(default_factory=time.monotonic)
     nonce: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     frames: int = 0
@@ -70,9 +72,13 @@ class FaceAttempt:
     # --- start --------------------------------------------------------------------------------
     async def begin(self) -> Outcome | None:
         """None when the attempt may go on (send ``hello()``), else the refusal to send."""
-        verdict = await database_sync_to_async(throttle.attempt_start)(ip=self.ip, session_key=self.session_key)
+        verdict = await database_sync_to_async(throttle.attempt_start)(ip=self.ip, session_key=self.session_key, claim=self.claim)
         if not verdict.allowed:
             return await self._throttled(verdict)
+        if self.verifying:
+            if not self.claim:
+                return await self.fail("no_claim", protocol.Close.NO_CLAIM)
+            self.claim_label = await database_sync_to_async(_claimed_label)(self.claim)
         engine = await recognition.engine_async()
         model = await engine.current_model_async() if engine is not None else None
         if model is None:
@@ -84,11 +90,16 @@ class FaceAttempt:
             self.liveness = LivenessCheck(random_challenge())
         return None
 
+    @property
+    def verifying(self) -> bool:
+        return self.config["MODE"] == "verify"
+
     def hello(self) -> dict:
         config = self.config
         return {
             "type": "hello",
             "nonce": self.nonce,
+            "mode": config["MODE"],
             "max_frame_bytes": config["MAX_FRAME_BYTES"],
             "frame_interval_ms": int(1000 / config["MAX_FRAMES_PER_SECOND"]) + 20,
             "min_frames": config["MIN_FRAMES"],
@@ -128,7 +139,7 @@ class FaceAttempt:
         model = await engine.current_model_async()
         if model is None:
             return await self.fail("unavailable", protocol.Close.UNAVAILABLE)
-        vote = recognition.frame_vote(model, analysis)
+        vote = recognition.frame_vote(model, analysis, claim=self.claim_label if self.verifying else None)
         if vote.label is not None or not self.last_scores:
             self.last_scores = recognition.vote_scores(vote)
 
@@ -217,7 +228,7 @@ class FaceAttempt:
 
     async def _count_failure(self, reason: str) -> None:
         self.finished = True
-        await database_sync_to_async(throttle.attempt_failed)(ip=self.ip, session_key=self.session_key)
+        await database_sync_to_async(throttle.attempt_failed)(ip=self.ip, session_key=self.session_key, claim=self.claim)
         await self._audit("failed", reason=reason)
 
     async def abandon(self) -> None:
@@ -234,9 +245,14 @@ class FaceAttempt:
             user_agent=self.user_agent,
             student=student,
             frames=self.frames,
-            scores=self.last_scores,
+            scores={**self.last_scores, "claimed": self.claim} if self.claim else self.last_scores,
             challenge=self.liveness.state.report() if self.liveness is not None else {"liveness": "off"},
         )
+
+
+def _claimed_label(student_number: str) -> str:
+    pk = Student.objects.filter(student_number=student_number).values_list("pk", flat=True).first()
+    return str(pk) if pk is not None else ""  # an unknown number matches nobody, like a stranger
 
 
 def _active_student(label: str) -> Student | None:

@@ -8,6 +8,10 @@ from django.utils.translation import gettext as _
 
 from facelogin import protocol
 
+# Verify mode: the student number the person typed, read by the websocket from the session.
+CLAIM_SESSION_KEY = "face_claim"
+CLAIM_MAX_LENGTH = 32
+
 
 def safe_next(request: HttpRequest, value: str | None) -> str:
     if value and url_has_allowed_host_and_scheme(value, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
@@ -46,18 +50,37 @@ def face_page_messages() -> dict[str, str]:
         "camera_error": _("The camera could not be started. Sign in with your password instead."),
         "closed": _("The connection to the portal was lost. Try again."),
         "no_session": _("Your session expired. Reload the page and try again."),
+        "no_claim": _("Enter your student number first."),
         "bad_image": _("A picture from your camera could not be read."),
         "server_error": _("Something went wrong on our side. Please try again or use your password."),
         "unsupported": _("This browser cannot use the camera here. Sign in with your password."),
     }
 
 
+def claim_store(request: HttpRequest, student_number: str) -> bool:
+    """Verify mode: remember which student the person says they are; False when it is not plausible."""
+    number = (student_number or "").strip()
+    if not number or len(number) > CLAIM_MAX_LENGTH:
+        return False
+    request.session[CLAIM_SESSION_KEY] = number
+    return True
+
+
+def claim_forget(request: HttpRequest) -> None:
+    request.session.pop(CLAIM_SESSION_KEY, None)
+
+
 def face_page_context(request: HttpRequest) -> dict:
     from django.conf import settings
 
+    verify = settings.FACELOGIN["MODE"] == "verify"
+    claim = request.session.get(CLAIM_SESSION_KEY) if verify else None
     return {
         "ws_path": "/" + protocol.WEBSOCKET_PATH,
-        "next": safe_next(request, request.GET.get("next")),
+        "next": safe_next(request, request.GET.get("next") or request.POST.get("next")),
         "messages_for_js": face_page_messages(),
         "liveness_off": not settings.FACELOGIN.get("LIVENESS", True),
+        "verify": verify,
+        "claim": claim,
+        "claim_needed": verify and not claim,
     }

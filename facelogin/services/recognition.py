@@ -166,10 +166,24 @@ def conflicts_with(vote, label: str) -> bool:
     return bool(pointed - {label})
 
 
-def frame_vote(model, analysis):
-    from facelogin.pipeline.decide import vote_analysis
+def frame_vote(model, analysis, *, claim: str | None = None):
+    """The frame's vote: against every student (identify), or only the claimed one (verify)."""
+    from facelogin.pipeline.decide import vote_analysis, vote_claim
 
-    return vote_analysis(model, analysis)
+    if claim is None:
+        return vote_analysis(model, analysis)
+    return vote_claim(model, analysis, claim, verification_threshold(model))
+
+
+_verification: tuple[object, float] | None = None  # (model, threshold) of the last model asked about
+
+
+def verification_threshold(model) -> float:
+    global _verification
+    cached = _verification
+    if cached is None or cached[0] is not model:
+        cached = _verification = (model, model.calibration.verification()[0])
+    return cached[1]
 
 
 def decision_progress(decision) -> float:

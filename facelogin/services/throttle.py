@@ -43,21 +43,27 @@ class Verdict:
     scope: str = ""
 
 
-def _scopes(ip: str | None, session_key: str | None) -> list[tuple[str, str]]:
+def _scopes(ip: str | None, session_key: str | None, claim: str | None = None) -> list[tuple[str, str]]:
     scopes = []
     if ip:
         scopes.append(("ip", ip))
     if session_key:
         scopes.append(("session", session_key))
+    if claim:  # verify mode: attempts at one student's account, from anywhere
+        scopes.append(("claim", claim))
     return scopes
 
 
-def attempt_start(*, ip: str | None, session_key: str | None) -> Verdict:
+def attempt_start(*, ip: str | None, session_key: str | None, claim: str | None = None) -> Verdict:
     """Count one attempt; refuse it when a cool-down or a limit applies."""
     config = settings.FACELOGIN
     window = config["THROTTLE_WINDOW_SECONDS"]
-    limits = {"ip": config["THROTTLE_IP_ATTEMPTS"], "session": config["THROTTLE_SESSION_ATTEMPTS"]}
-    scopes = _scopes(ip, session_key)
+    limits = {
+        "ip": config["THROTTLE_IP_ATTEMPTS"],
+        "session": config["THROTTLE_SESSION_ATTEMPTS"],
+        "claim": config["THROTTLE_STUDENT_ATTEMPTS"],
+    }
+    scopes = _scopes(ip, session_key, claim)
     for scope, value in scopes:
         left = _cooldown_left(_key("cooldown", scope, value))
         if left:
@@ -68,10 +74,10 @@ def attempt_start(*, ip: str | None, session_key: str | None) -> Verdict:
     return Verdict(True)
 
 
-def attempt_failed(*, ip: str | None, session_key: str | None) -> None:
+def attempt_failed(*, ip: str | None, session_key: str | None, claim: str | None = None) -> None:
     """A failed attempt; enough of them within the window start a cool-down."""
     config = settings.FACELOGIN
-    for scope, value in _scopes(ip, session_key):
+    for scope, value in _scopes(ip, session_key, claim):
         failures = _count(_key("failures", scope, value), config["THROTTLE_WINDOW_SECONDS"])
         if failures >= config["THROTTLE_FAILURES_BEFORE_COOLDOWN"]:
             cooldown = config["THROTTLE_COOLDOWN_SECONDS"]

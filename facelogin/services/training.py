@@ -111,7 +111,8 @@ def classifier_train(*, trigger: str, actor=None, token: int | None = None) -> C
             # Thresholds are calibrated on enrolled students against each other: one is not enough.
             raise TrainingRefused("at least two students need accepted photos before face sign-in can be calibrated")
         trained = train_model(
-            embeddings, labels, kind=config["CLASSIFIER"], target_fpir=config["TARGET_FPIR"], model_name=model_name
+            embeddings, labels, kind=config["CLASSIFIER"], target_fpir=config["TARGET_FPIR"], model_name=model_name,
+            ceiling=config["MAX_THRESHOLD"],
         )
         version.thresholds = _json_safe({"similarity": trained.threshold, **trained.calibration.to_dict()})
         version.metrics = _json_safe(trained.metrics)

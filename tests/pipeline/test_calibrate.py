@@ -124,3 +124,22 @@ def test_the_tail_model_is_selectable_and_reported() -> None:
     assert both.threshold == max(gpd.threshold, normal.threshold)
     with pytest.raises(ValueError):
         calibrate(X, y, method="magic")
+
+
+def test_a_ceiling_holds_the_threshold_down_and_the_report_shows_the_cost() -> None:
+    X, y = clusters(20, 5)
+    free = calibrate(X, y, target_fpir=0.001)
+    capped = calibrate(X, y, target_fpir=0.001, ceiling=free.impostor.max - 0.05)
+    assert capped.threshold == pytest.approx(free.impostor.max - 0.05)
+    assert capped.threshold < free.threshold
+    assert capped.expected_fpir > capped.target_fpir >= free.expected_fpir
+    assert capped.to_dict()["ceiling"] == capped.ceiling
+
+
+def test_verification_needs_a_lower_threshold_than_identification_for_the_same_target() -> None:
+    X, y = clusters(200, 5)
+    cal = calibrate(X, y, target_fpir=0.01, floor=0.0)
+    threshold, fmr = cal.verification()
+    assert threshold < cal.threshold  # one comparison, not 200
+    assert fmr <= 0.01 + 1e-9 and fmr == pytest.approx(cal.fmr_at(threshold))
+    assert cal.to_dict()["verify_threshold"] == threshold

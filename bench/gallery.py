@@ -8,7 +8,13 @@ real FaceNet galleries without needing 150,000 faces. Per size it measures, with
 login uses (``decide.train_model`` with the default nearest-centroid classifier and calibration):
 
 * ``train_s``: a full retrain (classifier + calibration, no held-out split), what a retrain task costs;
-* ``identify_ms``: one probe through ``TrainedModel.vote`` (search + gate), median of 200;
+* ``identify_ms``: one probe through ``TrainedModel.vote`` (search + gate), median of 200 probes
+  near enrolled photos (genuine);
+* ``stranger_ms``: the same for 200 random directions (nobody enrolled): the search can prune
+  almost nothing for them, and ``stranger_floor_ms`` is ``Gallery.search`` for them with the
+  decision threshold as its floor (what the vote costs when it passes one);
+* ``top1_agrees``: the fraction of those 400 probes whose top student from ``Gallery.search``
+  equals the exact answer (every row scored); must be 1.0;
 * ``add_student_s``: enrolling one more student without a retrain (``TrainedModel.add_student``) plus
   the threshold for the new gallery size (``Calibration.threshold_for``), what keeps enrolment quick;
 * ``model_mb``: the serialised model, and ``rss_mb``: this process's peak memory so far;
@@ -63,6 +69,24 @@ def measure(students: int, seed: int) -> dict:
         vote = model.vote(probe)
         times.append((time.perf_counter() - t0) * 1000)
         correct += vote.label is not None
+    stranger_probes = rng.standard_normal((200, DIM)).astype(np.float32)
+    stranger_probes /= np.linalg.norm(stranger_probes, axis=1, keepdims=True)
+    stranger_times, strangers_accepted = [], 0
+    for probe in stranger_probes:
+        t0 = time.perf_counter()
+        vote = model.vote(probe)
+        stranger_times.append((time.perf_counter() - t0) * 1000)
+        strangers_accepted += vote.label is not None
+    floor = float(model.threshold) - model.config.margin
+    floor_times = []
+    for probe in stranger_probes:
+        t0 = time.perf_counter()
+        model.gallery.search(probe[None, :], k=2, floor=floor)
+        floor_times.append((time.perf_counter() - t0) * 1000)
+    both = np.vstack([probes, stranger_probes])
+    found, _ = model.gallery.search(both, k=1)
+    exact = [model.gallery.labels[j] for j in np.argmax(model.gallery.similarities(both), axis=1)]
+    agree = sum(f[0] == e for f, e in zip(found, exact)) / len(both)
     ceiling = []
     for probe in probes[:50]:
         t0 = time.perf_counter()
@@ -82,6 +106,11 @@ def measure(students: int, seed: int) -> dict:
         "train_s": round(train_s, 2),
         "identify_ms": round(statistics.median(times), 3),
         "identify_p95_ms": round(sorted(times)[int(0.95 * len(times))], 3),
+        "stranger_ms": round(statistics.median(stranger_times), 3),
+        "stranger_p95_ms": round(sorted(stranger_times)[int(0.95 * len(stranger_times))], 3),
+        "stranger_floor_ms": round(statistics.median(floor_times), 3),
+        "strangers_accepted": strangers_accepted,
+        "top1_agrees": round(agree, 4),
         "ceiling_ms": round(statistics.median(ceiling), 3),
         "add_student_s": round(add_s, 4),
         "threshold": round(float(model.threshold), 4),
@@ -108,12 +137,16 @@ def main(argv: list[str] | None = None) -> int:
         pass
 
     rows = [measure(n, args.seed) for n in tqdm(sizes, desc="gallery sizes", file=sys.stderr)]
-    header = f"{'students':>9} {'train s':>8} {'identify ms':>12} {'p95 ms':>8} {'ceiling ms':>11} {'add one s':>10} {'threshold':>10} {'model MB':>9} {'RSS MB':>7}"
+    header = (
+        f"{'students':>9} {'train s':>8} {'identify ms':>12} {'p95 ms':>8} {'stranger ms':>12} {'p95 ms':>8} "
+        f"{'w/ floor':>9} {'top-1 ok':>9} {'ceiling ms':>11} {'add one s':>10} {'threshold':>10} {'model MB':>9} {'RSS MB':>7}"
+    )
     print(header)
     for r in rows:
         print(
-            f"{r['students']:>9} {r['train_s']:>8} {r['identify_ms']:>12} {r['identify_p95_ms']:>8} {r['ceiling_ms']:>11} "
-            f"{r['add_student_s']:>10} {r['threshold']:>10} {r['model_mb']:>9} {r['rss_mb']:>7}"
+            f"{r['students']:>9} {r['train_s']:>8} {r['identify_ms']:>12} {r['identify_p95_ms']:>8} "
+            f"{r['stranger_ms']:>12} {r['stranger_p95_ms']:>8} {r['stranger_floor_ms']:>9} {r['top1_agrees']:>9} "
+            f"{r['ceiling_ms']:>11} {r['add_student_s']:>10} {r['threshold']:>10} {r['model_mb']:>9} {r['rss_mb']:>7}"
         )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"command": "python -m bench.gallery " + " ".join(sys.argv[1:]), "rows": rows}, indent=2))

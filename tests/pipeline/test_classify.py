@@ -92,16 +92,100 @@ def test_gallery_search_returns_the_two_best_students_with_exact_scores() -> Non
     assert names[0][0] == y[0]
 
 
-def test_the_shortlist_search_agrees_with_the_exact_one() -> None:
-    X, y, centres = clusters(400, 5)
-    exact = Gallery.from_arrays(X, y)
-    fast = Gallery.from_arrays(X, y, exact_rows=100, shortlist=20)
-    rng = np.random.default_rng(2)
-    probes = normalise(centres[:50] + 0.6 * normalise(rng.standard_normal((50, 512))))
+def strangers(count: int, *, seed: int = 11) -> np.ndarray:
+    return normalise(np.random.default_rng(seed).standard_normal((count, 512)))
+
+
+def near(X: np.ndarray, noise: float = 0.4, seed: int = 2) -> np.ndarray:
+    return normalise(X + noise * normalise(np.random.default_rng(seed).standard_normal(X.shape)))
+
+
+def assert_top_result_exact(fast: Gallery, exact: Gallery, probes: np.ndarray) -> None:
     n1, s1 = exact.search(probes, k=2)
     n2, s2 = fast.search(probes, k=2)
-    assert n1 == n2
-    np.testing.assert_allclose(s1, s2, atol=1e-6)
+    assert [n[0] for n in n2] == [n[0] for n in n1]
+    np.testing.assert_allclose(s2[:, 0], s1[:, 0], atol=1e-6)
+    # The runner-up is a real student with its exact score, never above the true runner-up.
+    S = dict(zip(exact.labels, exact.similarities(probes).T))
+    for i, names in enumerate(n2):
+        np.testing.assert_allclose(s2[i], [S[name][i] for name in names], atol=1e-6)
+    assert np.all(s2[:, 1] <= s1[:, 1] + 1e-6)
+
+
+@pytest.mark.parametrize("top_k", [1, 3])
+@pytest.mark.parametrize("noise", [0.3, 0.6, 1.2])
+def test_the_shortlist_search_finds_the_same_best_student_as_the_exact_one(top_k: int, noise: float) -> None:
+    X, y, centres = clusters(400, 5, noise=noise)
+    exact = Gallery.from_arrays(X, y, top_k=top_k, exact_rows=10**9)
+    fast = Gallery.from_arrays(X, y, top_k=top_k, exact_rows=0, shortlist=4)
+    genuine = near(centres[:60], noise)
+    assert_top_result_exact(fast, exact, np.vstack([genuine, X[::37], strangers(40)]))
+
+
+def test_a_student_with_one_photo_far_from_the_others_is_still_found() -> None:
+    # The case a centroid shortlist alone misses: the probe matches one odd enrolment photo of a
+    # student whose centroid points elsewhere, while 300 other centroids are closer to it.
+    odd = strangers(1, seed=5)
+    rng = np.random.default_rng(6)
+    centres = normalise(odd + 0.9 * normalise(rng.standard_normal((300, 512))))  # all towards the odd photo
+    X = near(np.repeat(centres, 5, axis=0), 0.5, seed=6)
+    y = [f"stu{i:05d}" for i in np.repeat(np.arange(300), 5)]
+    owner = strangers(1, seed=7)
+    X = np.vstack([X, near(np.repeat(owner, 4, axis=0), 0.3, seed=8), odd])
+    y = y + ["odd"] * 5
+    exact = Gallery.from_arrays(X, y, exact_rows=10**9)
+    fast = Gallery.from_arrays(X, y, exact_rows=0, shortlist=2)
+    probe = near(odd, 0.2, seed=8)
+    cent = dict(zip(fast.labels, fast.centroid_scores(probe)[0]))
+    assert sum(c > cent["odd"] for c in cent.values()) > 100  # far down the centroid ranking
+    assert exact.search(probe)[0][0][0] == "odd"
+    assert fast.search(probe)[0][0][0] == "odd"
+
+
+def test_the_score_bounds_hold_after_enrolments_removals_and_pickling() -> None:
+    X, y, centres = clusters(120, 5, noise=0.7)
+    g = Gallery.from_arrays(X[:300], y[:300], exact_rows=0, shortlist=3)
+    g.add_many(X[300:450], y[300:450])
+    g.add(y[0], near(X[:2], 0.9, seed=3))  # an existing student gains two loose photos
+    for i in range(450, 600, 5):
+        g.add(y[i], X[i : i + 5])
+    g.remove(y[5])
+    g.remove(y[455])
+    probes = np.vstack([near(centres[::3], 0.7), strangers(30), near(X[:2], 0.9, seed=3)])
+    for gallery in (g, pickle.loads(pickle.dumps(g))):
+        bounds = gallery._upper_bounds(gallery.centroid_scores(probes))
+        assert np.all(gallery.similarities(probes) <= bounds + 1e-5)
+        exact = Gallery.from_arrays(gallery.embeddings, gallery.row_labels, exact_rows=10**9)
+        assert_top_result_exact(gallery, exact, probes)
+
+
+def test_with_a_floor_every_result_above_it_is_exact() -> None:
+    X, y, centres = clusters(300, 5, noise=0.8)
+    exact = Gallery.from_arrays(X, y, exact_rows=10**9)
+    fast = Gallery.from_arrays(X, y, exact_rows=0, shortlist=2)
+    probes = np.vstack([near(centres[:40], 0.8), strangers(40)])
+    n1, s1 = exact.search(probes, k=3)
+    floor = float(np.median(s1[:, 1]))
+    n2, s2 = fast.search(probes, k=3, floor=floor)
+    for i in range(len(probes)):
+        above = s1[i] >= floor
+        assert n2[i][: above.sum()] == n1[i][: above.sum()]
+        np.testing.assert_allclose(s2[i, above], s1[i, above], atol=1e-6)
+        assert np.all(s2[i, ~above] < floor + 1e-6)
+
+
+def test_a_large_batch_is_searched_and_predicted_in_blocks_with_the_same_answers() -> None:
+    X, y, centres = clusters(50, 4)
+    clf = CentroidClassifier(exact_rows=0, shortlist=3).fit(X, y)
+    probes = near(np.repeat(centres, 13, axis=0), 0.6)  # 650 probes: three blocks
+    names, scores = clf.gallery.search(probes, k=2)
+    labels, probs = clf.predict(probes)
+    for i in range(0, len(probes), 97):
+        one_names, one_scores = clf.gallery.search(probes[i : i + 1], k=2)
+        assert names[i] == one_names[0]
+        np.testing.assert_allclose(scores[i], one_scores[0], atol=1e-6)
+        one_label, one_prob = clf.predict(probes[i : i + 1])
+        assert labels[i] == one_label[0] and probs[i] == pytest.approx(one_prob[0], abs=1e-9)
 
 
 def test_gallery_adds_and_removes_one_student_without_touching_the_others() -> None:

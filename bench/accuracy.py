@@ -199,9 +199,19 @@ class Analyzer:
     good frame's embedding is the same either way.
     """
 
-    def __init__(self, *, model: str, model_dir: Path, cache_dir: Path | None, threads: int | None) -> None:
+    def __init__(
+        self,
+        *,
+        model: str,
+        model_dir: Path,
+        cache_dir: Path | None,
+        threads: int | None,
+        embedder: str = "torch",
+        login_detect_side: int | None = None,
+        webcam_face_height: int | None = None,
+    ) -> None:
         from facelogin.pipeline.analyze import AnalyzerConfig, FaceAnalyzer
-        from facelogin.pipeline.embed import Embedder
+        from facelogin.pipeline.embed import get_embedder
         from facelogin.pipeline.weights import prepare_weights, sha256_file
 
         if threads is not None:
@@ -210,10 +220,12 @@ class Analyzer:
             torch.set_num_threads(threads)
         weights = prepare_weights(model, model_dir)
         self.model_name = model
-        self.config = replace(AnalyzerConfig(), embed_poor_quality=True)
+        self.config = replace(AnalyzerConfig(), embed_poor_quality=True, login_detect_side=login_detect_side)
+        # Login images as a sign-in camera sees them: the photo's face on a 640x480 JPEG frame.
+        self.webcam_face_height = webcam_face_height
         if "formats" in getattr(AnalyzerConfig, "__dataclass_fields__", {}):
             self.config = replace(self.config, formats=BENCH_FORMATS)
-        self.analyzer = FaceAnalyzer(self.config, Embedder(weights))
+        self.analyzer = FaceAnalyzer(self.config, get_embedder(weights, threads=threads, backend=embedder))
         self.cache_dir = cache_dir
         # Anything that changes an analysis changes the key: model, weights, analyzer settings.
         self.key_prefix = json.dumps(
@@ -223,6 +235,7 @@ class Analyzer:
                 "weights": sha256_file(weights),
                 "config": repr(self.config),
                 "formats": BENCH_FORMATS,
+                "embedder": embedder,
             },
             sort_keys=True,
         )
@@ -246,6 +259,10 @@ class Analyzer:
         todo: dict[str, list[tuple[Path, bytes, str]]] = {}
         for path, purpose in jobs:
             data = path.read_bytes()
+            if purpose == "login" and self.webcam_face_height:
+                from tests.faces import webcam_frame
+
+                data = webcam_frame(path, face_height=self.webcam_face_height)
             key = self._key(data, purpose)
             cached = self._load(key, path)
             if cached is not None:
@@ -754,6 +771,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-cache", dest="cache", action="store_const", const=None, help="recompute every embedding")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--embedder", choices=("torch", "onnx"), default="torch", help="FaceNet backend (FACELOGIN_EMBEDDER)")
+    parser.add_argument(
+        "--login-detect-side", type=int, default=None, help="detect login frames on a copy this long (FACELOGIN_LOGIN_DETECT_SIDE)"
+    )
+    parser.add_argument(
+        "--webcam-face-height",
+        type=int,
+        default=None,
+        help="login images become 640x480 webcam JPEG frames with the photo this tall (e.g. 200); default: the photo itself",
+    )
     parser.add_argument(
         "--sweep", action="store_true", help="also try min-frames 1-5 x margin 0/0.05/0.1 x conflict rule"
     )
@@ -781,7 +808,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    analyzer = Analyzer(model=args.model, model_dir=args.model_dir, cache_dir=args.cache, threads=args.threads)
+    analyzer = Analyzer(
+        model=args.model,
+        model_dir=args.model_dir,
+        cache_dir=args.cache,
+        threads=args.threads,
+        embedder=args.embedder,
+        login_detect_side=args.login_detect_side,
+        webcam_face_height=args.webcam_face_height,
+    )
     # Every image is a login frame in some seed; the first K of each can also be an enrolment photo.
     jobs = [(p, "login") for i in identities for p in i.images]
     jobs += [(p, "enrol") for i in identities if not i.always_unknown for p in i.images[: args.enroll]]

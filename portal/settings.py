@@ -200,6 +200,12 @@ FACELOGIN = {
     "MODEL_PATH": env("FACELOGIN_MODEL_PATH"),
     "MODEL_DIR": Path(env("FACELOGIN_MODEL_DIR") or DATA_DIR / "models"),
     "TORCH_THREADS": env_int("FACELOGIN_TORCH_THREADS", 1, minimum=1),
+    # FaceNet backend: "onnx" (ONNX Runtime; exported from the same weights and checked against torch
+    # at load) or "torch". Chosen by bench.latency and bench.accuracy; see the README.
+    "EMBEDDER": env_choice("FACELOGIN_EMBEDDER", "onnx", ("torch", "onnx")),
+    # Login frames are detected on a copy with this long side (0: the detector's 640). bench.accuracy
+    # on webcam-style frames: the same sign-in results at 320 as at 640, for half the detection cost.
+    "LOGIN_DETECT_SIDE": env_int("FACELOGIN_LOGIN_DETECT_SIDE", 320, minimum=0),
     "RECOGNITION_THREADS": env_int("FACELOGIN_RECOGNITION_THREADS", 1, minimum=1),
     "CLASSIFIER": env("FACELOGIN_CLASSIFIER", "centroid"),
     "TARGET_FPIR": env_float("FACELOGIN_TARGET_FPIR", 0.001),

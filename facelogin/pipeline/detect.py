@@ -96,14 +96,18 @@ class FaceDetector:
                     self._mtcnn = mtcnn
         return self._mtcnn
 
-    def detect(self, image: np.ndarray) -> types.Detection:
-        """Every face in ``image`` (RGB uint8), largest first, in ``image``'s own pixel coordinates."""
+    def detect(self, image: np.ndarray, *, max_side: int | None = None) -> types.Detection:
+        """Every face in ``image`` (RGB uint8), largest first, in ``image``'s own pixel coordinates.
+
+        ``max_side`` detects on a smaller copy than the configured one (never a larger one).
+        """
         rgb = as_rgb_array(image)
         height, width = rgb.shape[:2]
         size = (width, height)
         cfg = self.config
 
-        small = rgb if cfg.max_side is None else resize_long_side(rgb, cfg.max_side)[0]
+        sides = [v for v in (cfg.max_side, max_side) if v is not None]
+        small = resize_long_side(rgb, min(sides))[0] if sides else rgb
         # MTCNN's pyramid is empty when the short side is under min_face_size, and it then raises
         # ValueError from torch.cat (seen in the browser tests): no face can be that small anyway.
         if min(small.shape[:2]) < cfg.min_face_size:

@@ -252,7 +252,7 @@ def photos_reembed(*, model: str, path=None, progress=None, actor=None) -> int:
     from facelogin.services.recognition import prepare_embedding_weights
 
     weights = prepare_embedding_weights(model, path)
-    embedder = get_embedder(weights, threads=settings.FACELOGIN["TORCH_THREADS"])
+    embedder = get_embedder(weights, threads=settings.FACELOGIN["TORCH_THREADS"], backend=settings.FACELOGIN["EMBEDDER"])
     ids = list(
         EnrolmentPhoto.objects.filter(state=EnrolmentPhoto.State.ACCEPTED, crop__isnull=False)
         .exclude(model_name=model)

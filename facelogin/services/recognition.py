@@ -46,7 +46,10 @@ def analyzer_config():
     from facelogin.pipeline.decode import DecodeLimits
 
     config = face_settings()
-    return AnalyzerConfig(decode=DecodeLimits(max_bytes=config["MAX_UPLOAD_BYTES"], max_pixels=config["MAX_PIXELS"]))
+    return AnalyzerConfig(
+        decode=DecodeLimits(max_bytes=config["MAX_UPLOAD_BYTES"], max_pixels=config["MAX_PIXELS"]),
+        login_detect_side=config["LOGIN_DETECT_SIDE"] or None,
+    )
 
 
 class Engine:
@@ -58,7 +61,7 @@ class Engine:
 
         config = face_settings()
         self.model_name = config["MODEL"]
-        embedder = get_embedder(prepare_embedding_weights(), threads=config["TORCH_THREADS"])
+        embedder = get_embedder(prepare_embedding_weights(), threads=config["TORCH_THREADS"], backend=config["EMBEDDER"])
         self.analyzer = FaceAnalyzer(analyzer_config(), embedder)
         self.batcher = FrameBatcher(
             lambda frames: self.analyzer.analyze_batch(frames, purpose="login"),

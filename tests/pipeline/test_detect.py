@@ -151,3 +151,16 @@ def test_the_model_loads_once_when_threads_race_for_it(faces_dir: Path) -> None:
 
 def test_no_model_is_built_until_first_use() -> None:
     assert FaceDetector()._mtcnn is None
+
+
+def test_a_smaller_detection_copy_finds_the_same_face_in_a_webcam_frame(detector: FaceDetector, faces_dir: Path) -> None:
+    from tests.faces import webcam_frame
+
+    frame = decode_image(webcam_frame(faces_dir / "photos" / "paul_rudd.jpg", face_height=220), formats=LIVE_FORMATS)
+    full = detector.detect(frame)
+    small = detector.detect(frame, max_side=320)
+    assert full.count == small.count == 1 and small.image_size == (640, 480)  # boxes in the frame's pixels
+    np.testing.assert_allclose(small.largest.box, full.largest.box, atol=8)
+    np.testing.assert_allclose(small.largest.landmarks, full.largest.landmarks, atol=6)
+    # Never a larger copy than configured: 2000 asks nothing more than the default 640.
+    np.testing.assert_allclose(detector.detect(frame, max_side=2000).largest.box, full.largest.box, atol=1e-3)

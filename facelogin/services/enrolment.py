@@ -131,16 +131,15 @@ def photo_process(*, photo_id: int, analyzer=None) -> EnrolmentPhoto | None:
     photo.attempts += 1
     if consent_active(student=photo.student) is None:  # withdrawn while the photo waited
         return _reject(photo, "no_consent")
-    if analyzer is None:
-        from facelogin.services.recognition import engine
-
-        analyzer = engine().analyzer  # ModelUnavailable propagates: the task retries later
-    from facelogin.services.recognition import model_name
+    from facelogin.services.recognition import engine, model_name
 
     try:
+        if analyzer is None:
+            analyzer = engine().analyzer
         data = biometrics.unseal(photo.original, context=b"original")
         analysis = analyzer.analyze_bytes(data, purpose="enrol", formats=ENROL_FORMATS)
     except errors.ModelUnavailable:
+        # Back in the queue, untouched: the task retries later, and requeue_photos finds it after that.
         EnrolmentPhoto.objects.filter(pk=photo_id).update(state=EnrolmentPhoto.State.QUEUED, progress=0)
         raise
     except errors.PipelineError as exc:

@@ -1,0 +1,297 @@
+"""Load benchmark: many students signing in at once over real websockets, against one real daphne.
+
+    python -m bench.load --clients 32              # 32 clients, 2 sign-ins each
+    python -m bench.load --clients 2 --quick       # a smoke run
+
+A throw-away portal is seeded with ``manage.py import_faces`` (5 johns and the 40 ORL people, their
+first photos; ``--quick``: 10 ORL people) and served by one daphne process (tests/live.py) with the
+embedded defaults, except: throttles lifted (every client is 127.0.0.1; ``bench.portal.BENCH_SETTINGS``)
+and liveness off (a still photo cannot turn its head; ``bench.latency`` measures the challenge).
+
+Each client is a distinct enrolled student showing held-out photos (webcam-like 640x480 JPEG q80, a
+pixel apart so no frame repeats) and behaves like ``static/js/face_login.js``: GET /login/face/ for the
+session cookie, websocket with that cookie and an Origin naming the host, one frame in flight (the next
+when the answer arrives, no sooner than the server's ``frame_interval_ms``, or after 1.5 s without an
+answer), the ticket posted to /login/face/complete/. All clients start together and each signs in
+``--rounds`` times in a row (no new round after ``--duration`` s).
+
+Reported: p50/p95 time from the first frame to the ``success`` message (and from page load to the
+redirect home), frames/s the server analysed (frames sent minus those refused unanalysed: busy,
+duplicate) over the window from the first frame to the last answer, the daphne process's CPU (cores
+used; the busiest threads' share: the batcher thread should be near 1.0 when clients wait), and every
+outcome other than a redeemed ticket as an error. The ceiling, measured in the same run while daphne
+idles: daphne's own analyser built in this process by ``facelogin.services.recognition.Engine``
+from the portal's environment (same embedder, thread settings and detection size; printed), running
+``analyze_batch`` on one thread in batches of min(clients, 8) as ``FrameBatcher`` does, on the frames
+the clients send first, before and after the clients (the machine is shared; its load drifts);
+served frames/s is reported as a ratio of the mean. Server threads are read from ``/proc/<pid>/task/*/schedstat``: time on
+a CPU, time runnable but waiting for one (other processes), and the rest (blocked: nothing to do).
+
+Prints a table and writes JSON (default ``bench/results/load-<clients>.json``, git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from bench.portal import (
+    RESULTS,
+    FrameSource,
+    SignIn,
+    busiest_threads,
+    cpu_seconds,
+    engine_line,
+    find_people,
+    fmt,
+    machine_load,
+    parse_env,
+    percentile,
+    print_settings,
+    seed_portal,
+    serve,
+    server_engine,
+    settings_shown,
+    sign_in,
+    thread_sched,
+    write_json,
+)
+
+MAX_BATCH = 8  # facelogin.pipeline.batching.FrameBatcher's default max_batch
+
+
+def ceiling(analyzer, frames: list[bytes], batch: int) -> dict:
+    """Frames/s of the bare batched pipeline on ``frames``, on this thread (daphne has one batcher thread)."""
+    work = list(frames)
+    chunks = [work[i : i + batch] for i in range(0, len(work), batch)]
+    faces = 0
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for chunk in tqdm(chunks, desc=f"ceiling (batches of {batch})", unit="batch", file=sys.stderr, disable=None):
+        faces += sum(getattr(r, "embedding", None) is not None for r in analyzer.analyze_batch(chunk, purpose="login"))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return {
+        "frames": len(work),
+        "batch": batch,
+        "frames_embedded": faces,
+        "seconds": round(wall, 2),
+        "frames_per_s": round(len(work) / wall, 2),
+        "cpu_ms_per_frame": round(cpu * 1000 / len(work), 1),
+    }
+
+
+async def client(url: str, source_for, rounds: int, stop_at: float, timeout: float, done: list[SignIn], bar) -> None:
+    for _ in range(rounds):
+        if time.monotonic() >= stop_at:
+            break
+        result = await sign_in(url, source_for(), timeout=timeout)
+        done.append(result)
+        bar.update(1)
+
+
+async def run_clients(url: str, sources, rounds: int, duration: float, timeout: float) -> tuple[list[SignIn], float]:
+    done: list[SignIn] = []
+    started = time.monotonic()
+    with tqdm(total=len(sources) * rounds, desc="sign-ins", unit="sign-in", file=sys.stderr, disable=None) as bar:
+        await asyncio.gather(*(client(url, s, rounds, started + duration, timeout, done, bar) for s in sources))
+    return done, started
+
+
+def inferred_batches(results: list[SignIn], gap_s: float = 0.03) -> dict:
+    """Server batch sizes, seen from outside: FrameBatcher hands a batch's results to the event loop
+    together, so "frame" answers arriving within ``gap_s`` of each other (across clients) came from one
+    batch; a batch takes at least one detection (~100 ms), so two batches never look like one. A
+    sign-in's last frame is answered with "success" after database writes and is not counted, so the
+    sizes are a lower bound (by about one frame in three)."""
+    times = sorted(t for r in results for t in r.answered_at)
+    sizes: list[int] = []
+    for i, t in enumerate(times):
+        if i and t - times[i - 1] <= gap_s:
+            sizes[-1] += 1
+        else:
+            sizes.append(1)
+    gaps = [b - a for a, b in zip(times, times[1:]) if b - a > gap_s]
+    return {
+        "batches": len(sizes),
+        "mean_size": round(statistics.mean(sizes), 2) if sizes else None,
+        "sizes": dict(sorted(collections.Counter(sizes).items())),
+        "median_gap_between_batches_ms": round(statistics.median(gaps) * 1000, 1) if gaps else None,
+    }
+
+
+def summarise(results: list[SignIn], started: float, ended: float) -> dict:
+    ok = [r for r in results if r.ok]
+    to_ticket = [r.first_frame_to_ticket_s for r in ok]
+    to_home = [r.finished - r.started for r in ok]
+    trips = [t for r in results for t in r.round_trips_ms]
+    frame_errors = collections.Counter(code for r in results for code in r.frame_errors)
+    analysed = sum(r.frames_analysed for r in results)
+    outcomes = collections.Counter(r.outcome if r.outcome != "success" or r.redeemed else "success:not_redeemed" for r in results)
+    return {
+        "sign_ins": len(results),
+        "succeeded": len(ok),
+        "errors": len(results) - len(ok),
+        "outcomes": dict(outcomes),
+        "frame_errors": dict(frame_errors),
+        "frames_analysed": analysed,
+        "frames_per_sign_in_median": statistics.median(r.frames_analysed for r in ok) if ok else None,
+        "frames_sent_per_sign_in_median": statistics.median(len(r.frames_sent) for r in ok) if ok else None,
+        "first_frame_to_ticket_s": {"p50": percentile(to_ticket, 50), "p95": percentile(to_ticket, 95), "max": max(to_ticket, default=None)},
+        "page_to_home_s": {"p50": percentile(to_home, 50), "p95": percentile(to_home, 95)},
+        "round_trip_ms": {"p50": percentile(trips, 50), "p95": percentile(trips, 95)},
+        "connect_ms_p50": percentile([r.connect_s * 1000 for r in results if r.connect_s], 50),
+        "page_ms_p95": percentile([r.page_s * 1000 for r in results if r.page_s], 95),
+        "window_s": round(ended - started, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients, each a distinct enrolled student (default 8)")
+    parser.add_argument("--rounds", type=int, default=2, help="sign-ins per client, back to back (default 2)")
+    parser.add_argument("--duration", type=float, default=300.0, help="no new sign-in starts after this many seconds (default 300)")
+    parser.add_argument("--timeout", type=float, default=45.0, help="seconds one sign-in may take before it counts as failed")
+    parser.add_argument("--ceiling-frames", type=int, default=64, help="frames the ceiling measures, before and after (default 64)")
+    parser.add_argument("--orl", type=int, default=40, help="ORL people enrolled beside the 5 johns (default 40)")
+    parser.add_argument(
+        "--server-env", action="append", default=[], metavar="NAME=VALUE", help="extra environment for daphne, mirrored in this process (repeatable)"
+    )
+    parser.add_argument("--portal-dir", type=Path, help="keep the seeded portal here and reuse it next time (default: a temp dir)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, 10 ORL people, a short ceiling")
+    parser.add_argument("--json", type=Path, help="default bench/results/load-<clients>.json")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.orl, args.ceiling_frames = 1, min(args.orl, 10), 16
+    people = find_people(johns=5, orl=args.orl)
+    if not 1 <= args.clients <= len(people):
+        parser.error(f"--clients must be 1..{len(people)} (one distinct enrolled student each)")
+    json_path = args.json or RESULTS / f"load-{args.clients}.json"
+    overrides = {**parse_env(args.server_env), "FACELOGIN_LIVENESS": "0"}
+    load_before = machine_load()
+
+    students = people[: args.clients]
+    sources = [lambda p=p: FrameSource(p.held_out) for p in students]
+    # The ceiling's frames: every client's first frame, then every client's second, ... (what the
+    # server gets first), --ceiling-frames in all.
+    prepared = [make().prepare(12) for make in sources]  # built now and cached: no client encodes JPEG while the server works
+    first_frames = [prepared[i % len(prepared)][i // len(prepared) % 12] for i in range(args.ceiling_frames)]
+
+    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
+        root = args.portal_dir or Path(tmp)
+        print(f"seeding a portal in {root}: {len(people)} students ({sum(len(p.enrol_photos) for p in people)} photos) ...", file=sys.stderr)
+        portal = seed_portal(root, people)
+        classifier = portal.classifier()
+        print(portal.import_summary, file=sys.stderr)
+        settings = settings_shown(portal, overrides)
+
+        with serve(portal, name=f"daphne-load-{args.clients}", **overrides) as daphne:
+            # The ceiling runs while daphne idles (one heavy process at a time), then the analyser goes.
+            # The ceiling runs while daphne idles (one heavy process at a time), before and after the
+            # clients: the machine is shared, and its load drifts over a run.
+            engine, engine_info = server_engine(portal, overrides)
+            analyzer = engine.analyzer
+            batch = min(args.clients, MAX_BATCH)
+            before = ceiling(analyzer, first_frames, batch)
+            pid = daphne.process.pid
+            cpu0, threads0 = cpu_seconds(pid), thread_sched(pid)
+            results, started = asyncio.run(run_clients(daphne.url, sources, args.rounds, args.duration, args.timeout))
+            cpu1, threads1 = cpu_seconds(pid), thread_sched(pid)
+            after = ceiling(analyzer, first_frames, batch)
+    top = {
+        "frames_per_s": round((before["frames_per_s"] + after["frames_per_s"]) / 2, 2),
+        "cpu_ms_per_frame": round((before["cpu_ms_per_frame"] + after["cpu_ms_per_frame"]) / 2, 1),
+        "batch": batch,
+        "before": before,
+        "after": after,
+    }
+
+    # The window the server had frames to analyse: the first frame sent to the last final answer.
+    first = min((r.first_frame_at for r in results if r.first_frame_at), default=started)
+    last = max((r.ended_at or r.finished for r in results), default=started)
+    row = summarise(results, first, last)
+    row["frames_per_s"] = round(row["frames_analysed"] / row["window_s"], 2) if row["window_s"] else None
+    row["ceiling"] = top
+    row["inferred_batches"] = inferred_batches(results)
+    row["ratio_to_ceiling"] = round(row["frames_per_s"] / top["frames_per_s"], 3) if row["frames_per_s"] else None
+    row["server_cpu"] = {
+        "seconds": round(cpu1 - cpu0, 2),
+        # over the whole client period (page loads and redemptions too), like the CPU reading
+        "cores_used": round((cpu1 - cpu0) / (last - started), 2) if last > started else None,
+        "cpu_ms_per_frame": round((cpu1 - cpu0) * 1000 / row["frames_analysed"], 1) if row["frames_analysed"] else None,
+        "busiest_threads": busiest_threads(threads0, threads1, pid, row["window_s"]),
+    }
+
+    print_settings(settings)
+    print(
+        f"gallery: {classifier.get('students')} students, {classifier.get('embeddings')} embeddings, threshold {classifier.get('threshold')}; "
+        f"{args.clients} clients x {args.rounds} rounds; load average before {load_before}, after {machine_load()}"
+    )
+    print(engine_line(engine_info))
+    print(
+        f"\n{'clients':>7}{'ok':>8}{'errors':>7}{'p50 s':>7}{'p95 s':>7}{'max s':>7}{'frames':>7}{'frames/s':>9}"
+        f"{'ceiling':>8}{'ratio':>7}{'trip p50':>9}{'trip p95':>9}{'srv cores':>10}{'ms/frame':>9}"
+    )
+    t = row["first_frame_to_ticket_s"]
+    print(
+        f"{args.clients:>7}{str(row['succeeded']) + '/' + str(row['sign_ins']):>8}{row['errors']:>7}{fmt(t['p50']):>7}{fmt(t['p95']):>7}"
+        f"{fmt(t['max']):>7}{row['frames_analysed']:>7}{fmt(row['frames_per_s']):>9}{fmt(top['frames_per_s']):>8}"
+        f"{fmt(row['ratio_to_ceiling']):>7}{fmt(row['round_trip_ms']['p50'], 0):>9}{fmt(row['round_trip_ms']['p95'], 0):>9}"
+        f"{fmt(row['server_cpu']['cores_used']):>10}{fmt(row['server_cpu']['cpu_ms_per_frame'], 0):>9}"
+    )
+    print(
+        f"p50/p95 s: first frame → success message; page load → home: {fmt(row['page_to_home_s']['p50'])} / {fmt(row['page_to_home_s']['p95'])} s; "
+        f"frames per sign-in (median) {row['frames_per_sign_in_median']} analysed, {row['frames_sent_per_sign_in_median']} sent"
+    )
+    print(f"outcomes: {row['outcomes']}; frame-level errors: {row['frame_errors'] or 'none'}")
+    print(
+        f"ceiling (bare batched pipeline, daphne's analyser in this process, batches of {top['batch']}): {before['frames_per_s']} frames/s before "
+        f"the clients, {after['frames_per_s']} after ({before['frames']} frames each, {before['frames_embedded']} embedded), "
+        f"{top['cpu_ms_per_frame']} ms CPU per frame"
+    )
+    print(
+        "server threads (share of the window on a CPU / runnable but waiting for a CPU / blocked): "
+        + ", ".join(f"{t['thread']} {t['busy']:.0%} / {t['starved']:.0%} / {t['idle']:.0%}" for t in row["server_cpu"]["busiest_threads"])
+    )
+    b = row["inferred_batches"]
+    print(
+        f"server batches inferred from 'frame' answer times (a lower bound): {b['batches']} batches, mean {b['mean_size']} frames, sizes {b['sizes']}, "
+        f"median gap between batches {b['median_gap_between_batches_ms']} ms"
+    )
+    payload = {
+        "command": "python -m bench.load " + " ".join(sys.argv[1:] if argv is None else argv),
+        "settings": settings,
+        "engine": engine_info,
+        "classifier": classifier,
+        "clients": args.clients,
+        "rounds": args.rounds,
+        "load_average": {"before": load_before, "after": machine_load()},
+        "result": row,
+        "per_sign_in": [
+            {
+                "outcome": r.outcome,
+                "redeemed": r.redeemed,
+                "frames_sent": len(r.frames_sent),
+                "frames_analysed": r.frames_analysed,
+                "first_frame_to_ticket_s": r.first_frame_to_ticket_s,
+                "round_trips_ms": [round(x, 1) for x in r.round_trips_ms],
+                "frame_errors": r.frame_errors,
+                "started_s": round(r.started - first, 3),
+                "finished_s": round(r.finished - first, 3),
+            }
+            for r in results
+        ],
+    }
+    write_json(json_path, payload)
+    print(f"wrote {json_path}", file=sys.stderr)
+    return 0 if row["errors"] == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

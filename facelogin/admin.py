@@ -16,7 +16,7 @@ from django.utils.translation import ngettext
 from django.db.models import Exists, OuterRef
 
 from facelogin.models import BiometricAction, ClassifierVersion, EnrolmentPhoto, FaceAttempt, FaceConsent, SignIn, Student
-from facelogin.services import consent, enrolment, stranger_risk, training
+from facelogin.services import consent, data_export, enrolment, stranger_risk, training
 from facelogin.services.students import student_create
 
 
@@ -236,6 +236,7 @@ class StudentAdmin(DeploymentWarningsMixin, admin.ModelAdmin):
         return [
             path("<int:student_id>/delete-face-data/", self.admin_site.admin_view(self.delete_face_data_view), name="facelogin_student_delete_face_data"),
             path("<int:student_id>/consent/", self.admin_site.admin_view(self.consent_view), name="facelogin_student_consent"),
+            path("<int:student_id>/export-face-data/", self.admin_site.admin_view(self.export_face_data_view), name="facelogin_student_export_face_data"),
             path("<int:student_id>/withdraw-consent/", self.admin_site.admin_view(self.withdraw_consent_view), name="facelogin_student_withdraw_consent"),
             path("<int:student_id>/enrolment-status/", self.admin_site.admin_view(self.enrolment_status_view), name="facelogin_student_enrolment_status"),
             *super().get_urls(),
@@ -285,6 +286,17 @@ class StudentAdmin(DeploymentWarningsMixin, admin.ModelAdmin):
             )
             return redirect("admin:facelogin_student_change", student.pk)
         return self._page(request, "admin/facelogin/student/withdraw_consent.html", student=student, title=_("Withdraw consent"))
+
+    def export_face_data_view(self, request: HttpRequest, student_id: int):
+        """A subject-access export: POST only, so a link preview or a crawler cannot trigger it."""
+        student = self._changeable_student(request, student_id)
+        if request.method != "POST":
+            return redirect("admin:facelogin_student_change", student.pk)
+        archive = data_export.student_face_data_export(student=student, actor=request.user)
+        response = HttpResponse(archive, content_type="application/zip")
+        response["Content-Disposition"] = f'attachment; filename="{data_export.export_filename(student)}"'
+        response["Cache-Control"] = "private, no-store"
+        return response
 
     def enrolment_status_view(self, request: HttpRequest, student_id: int):
         """Polled by the student page to show each photo's progress without reloading."""

@@ -22,7 +22,7 @@ used; the busiest threads' share: the batcher thread should be near 1.0 when cli
 outcome other than a redeemed ticket as an error. The ceiling, measured in the same run while daphne
 idles: daphne's own analyser built in this process by ``facelogin.services.recognition.Engine``
 from the portal's environment (same embedder, thread settings and detection size; printed), running
-``analyze_batch`` on one thread in batches of min(clients, 8) as ``FrameBatcher`` does, on the frames
+``analyze_batch`` in batches of min(clients, 8) on as many threads as ``FrameBatcher`` has, on the frames
 the clients send first, before and after the clients (the machine is shared; its load drifts);
 served frames/s is reported as a ratio of the mean. Server threads are read from ``/proc/<pid>/task/*/schedstat``: time on
 a CPU, time runnable but waiting for one (other processes), and the rest (blocked: nothing to do).
@@ -68,18 +68,26 @@ from bench.portal import (
 MAX_BATCH = 8  # facelogin.pipeline.batching.FrameBatcher's default max_batch
 
 
-def ceiling(analyzer, frames: list[bytes], batch: int) -> dict:
-    """Frames/s of the bare batched pipeline on ``frames``, on this thread (daphne has one batcher thread)."""
+def ceiling(analyzer, frames: list[bytes], batch: int, threads: int = 1) -> dict:
+    """Frames/s of the bare batched pipeline on ``frames``, on ``threads`` threads (as many as daphne's
+    FrameBatcher has: FACELOGIN_RECOGNITION_THREADS), each taking the next batch."""
+    from concurrent.futures import ThreadPoolExecutor
+
     work = list(frames)
     chunks = [work[i : i + batch] for i in range(0, len(work), batch)]
-    faces = 0
+
+    def run(chunk: list[bytes]) -> int:
+        return sum(getattr(r, "embedding", None) is not None for r in analyzer.analyze_batch(chunk, purpose="login"))
+
     cpu0, t0 = time.process_time(), time.perf_counter()
-    for chunk in tqdm(chunks, desc=f"ceiling (batches of {batch})", unit="batch", file=sys.stderr, disable=None):
-        faces += sum(getattr(r, "embedding", None) is not None for r in analyzer.analyze_batch(chunk, purpose="login"))
+    with ThreadPoolExecutor(threads) as pool:
+        bar = tqdm(pool.map(run, chunks), total=len(chunks), desc=f"ceiling (batches of {batch})", unit="batch", file=sys.stderr, disable=None)
+        faces = sum(bar)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     return {
         "frames": len(work),
         "batch": batch,
+        "threads": threads,
         "frames_embedded": faces,
         "seconds": round(wall, 2),
         "frames_per_s": round(len(work) / wall, 2),
@@ -198,12 +206,13 @@ def main(argv: list[str] | None = None) -> int:
             engine, engine_info = server_engine(portal, overrides)
             analyzer = engine.analyzer
             batch = min(args.clients, MAX_BATCH)
-            before = ceiling(analyzer, first_frames, batch)
+            threads = engine_info["FACELOGIN_RECOGNITION_THREADS"]
+            before = ceiling(analyzer, first_frames, batch, threads)
             pid = daphne.process.pid
             cpu0, threads0 = cpu_seconds(pid), thread_sched(pid)
             results, started = asyncio.run(run_clients(daphne.url, sources, args.rounds, args.duration, args.timeout))
             cpu1, threads1 = cpu_seconds(pid), thread_sched(pid)
-            after = ceiling(analyzer, first_frames, batch)
+            after = ceiling(analyzer, first_frames, batch, threads)
     top = {
         "frames_per_s": round((before["frames_per_s"] + after["frames_per_s"]) / 2, 2),
         "cpu_ms_per_frame": round((before["cpu_ms_per_frame"] + after["cpu_ms_per_frame"]) / 2, 1),
@@ -251,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"outcomes: {row['outcomes']}; frame-level errors: {row['frame_errors'] or 'none'}")
     print(
-        f"ceiling (bare batched pipeline, daphne's analyser in this process, batches of {top['batch']}): {before['frames_per_s']} frames/s before "
+        f"ceiling (bare batched pipeline, daphne's analyser in this process, batches of {top['batch']}, {before['threads']} thread(s)): "
+        f"{before['frames_per_s']} frames/s before "
         f"the clients, {after['frames_per_s']} after ({before['frames']} frames each, {before['frames_embedded']} embedded), "
         f"{top['cpu_ms_per_frame']} ms CPU per frame"
     )

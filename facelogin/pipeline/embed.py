@@ -162,8 +162,8 @@ class OnnxEmbedder(Embedder):
         """Names the sha256 of the state dict the export was made from: new weights mean a new export."""
         return self.onnx_path.with_name(self.onnx_path.name + ".source-sha256")
 
-    def _apply_threads(self) -> None:
-        pass  # ORT takes its thread count per session (below); torch's is left alone.
+    # _apply_threads is Embedder's: ORT takes its threads per session (below), and torch's is set too,
+    # because the reference check here and MTCNN in the same process run on torch.
 
     def _export(self, model: Any, source_sha: str) -> None:
         import torch

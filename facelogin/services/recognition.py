@@ -59,7 +59,13 @@ class Engine:
         from facelogin.pipeline.analyze import FaceAnalyzer
         from facelogin.pipeline.embed import get_embedder
 
+        import torch
+
         config = face_settings()
+        # Process-wide and deliberate: MTCNN runs on torch whatever the embedder. At torch's default (a
+        # thread per core) a 320 px detection measured 0.3-1.1 s instead of 42-52 ms on a busy 2-core
+        # machine (bench.latency); scale with processes, not threads.
+        torch.set_num_threads(config["TORCH_THREADS"])
         self.model_name = config["MODEL"]
         embedder = get_embedder(prepare_embedding_weights(), threads=config["TORCH_THREADS"], backend=config["EMBEDDER"])
         self.analyzer = FaceAnalyzer(analyzer_config(), embedder)

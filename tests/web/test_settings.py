@@ -62,3 +62,21 @@ def test_a_mode_or_backend_outside_the_choices_is_refused_by_name():
         result = _run_django(["check"], DJANGO_SECRET_KEY="x" * 60, **{name: value})
         assert result.returncode != 0 and name in result.stderr and value in result.stderr
     assert _run_django(["check"], DJANGO_SECRET_KEY="x" * 60, FACELOGIN_MODE="Verify").returncode == 0
+
+
+def test_the_face_engine_runs_torch_with_the_configured_threads():
+    """MTCNN runs on torch even with the ONNX embedder; torch's default (a thread per core) made each
+    frame 6-20x slower on a busy machine, so the engine sets it explicitly."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    script = (
+        "import torch\n"
+        "from facelogin.services.recognition import engine\n"
+        "engine()\n"
+        "print('THREADS', torch.get_num_threads())\n"
+    )
+    for threads in ("1", "2"):
+        env = {**clean, "DJANGO_DEBUG": "1", "FACELOGIN_EMBEDDER": "onnx", "FACELOGIN_TORCH_THREADS": threads, "FACELOGIN_WARM_UP": "0"}
+        result = subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert f"THREADS {threads}" in result.stdout, result.stderr[-2000:]

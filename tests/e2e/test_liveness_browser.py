@@ -122,9 +122,13 @@ def test_a_still_photo_of_an_enrolled_student_fails_the_challenge(liveness_porta
     assert scores["reason"] == "vote" and scores["similarity"] >= scores["threshold"], scores
     challenge = json.loads(attempt["challenge"])
     assert challenge["steps"][0] == step and len(challenge["steps"]) == 2
-    # MAX_FRAMES (15) ran out with the identity confirmed and the first step still pending.
-    assert attempt["frames"] == int(portal.env["FACELOGIN_MAX_FRAMES"])
-    assert (challenge["status"], challenge["completed"], challenge["track_breaks"]) == ("pending", 0, 0), challenge
+    # Normally MAX_FRAMES (15) run out first, with the identity confirmed and the first step pending;
+    # on a machine so loaded that 15 frames take over 14 s, the challenge's own time limit ends it.
+    if challenge["status"] == "pending":
+        assert attempt["frames"] == int(portal.env["FACELOGIN_MAX_FRAMES"]), challenge
+    else:
+        assert (challenge["status"], challenge["reason"]) == ("failed", "timeout"), challenge
+    assert (challenge["completed"], challenge["track_breaks"]) == (0, 0), challenge
 
     # Not signed in: still on the sign-in page, no sign-in recorded, and the home page sends this
     # browser back to sign in.

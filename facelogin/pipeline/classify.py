@@ -187,6 +187,8 @@ class Gallery:
             raise ValueError("X and y differ in length")
         if X.shape[1] != self.dim:
             raise ValueError(f"embeddings must have {self.dim} columns, got {X.shape[1]}")
+        if not len(X):
+            return
         # Vectorised bulk path (150,000 rows in ~2 s, not a Python loop per student); same result as add().
         old_L = len(self._labels)
         for label in labels:
@@ -280,7 +282,9 @@ class Gallery:
     def _grow_rows(self, needed: int) -> None:
         if needed <= len(self._X):
             return
-        cap = max(needed, 2 * len(self._X), 64)
+        # An eighth more, not double: one enrolment into an unpickled 30,000-student gallery (no spare
+        # rows) would otherwise allocate and copy 600 MB.
+        cap = max(needed, len(self._X) + len(self._X) // 8, 64)
         X = np.zeros((cap, self.dim), dtype=np.float32)
         X[: self._n] = self._X[: self._n]
         rl = np.zeros(cap, dtype=np.int32)
@@ -290,7 +294,7 @@ class Gallery:
     def _grow_labels(self, needed: int, *, used: int) -> None:
         if needed <= len(self._sums):
             return
-        cap = max(needed, 2 * len(self._sums), 16)
+        cap = max(needed, len(self._sums) + len(self._sums) // 8, 16)
         L = used
         sums = np.zeros((cap, self.dim), dtype=np.float64)
         sums[:L] = self._sums[:L]
@@ -301,6 +305,26 @@ class Gallery:
         cos_rho = np.ones(cap, dtype=np.float32)
         cos_rho[:L] = self._cos_rho[:L]
         self._sums, self._counts, self._centroids, self._cos_rho = sums, counts, cents, cos_rho
+
+    def copy(self) -> Gallery:
+        """An independent copy, to change while others keep reading this one. It has room for an
+        eighth more rows and students, so the changes that follow do not grow it again."""
+        new = Gallery.__new__(Gallery)
+        new.__dict__.update(self.__dict__)
+        n, L = self._n, len(self._labels)
+
+        def roomy(a: np.ndarray, used: int, fill: float = 0) -> np.ndarray:
+            out = np.full((used + used // 8 + 16, *a.shape[1:]), fill, dtype=a.dtype)
+            out[:used] = a[:used]
+            return out
+
+        new._X, new._row_label = roomy(self._X, n), roomy(self._row_label, n)
+        new._sums, new._counts = roomy(self._sums, L), roomy(self._counts, L)
+        new._centroids, new._cos_rho = roomy(self._centroids, L), roomy(self._cos_rho, L, 1.0)
+        new._labels = list(self._labels)
+        new._index = dict(self._index)
+        new._slots, new._memo = None, None
+        return new
 
     def _update_centroid(self, li: int) -> None:
         s = self._sums[li]

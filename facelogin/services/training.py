@@ -10,13 +10,21 @@ the students whose photos changed (``TrainedModel.add_student`` / ``remove_stude
 distance classifiers) and recalibrates the threshold on the whole updated gallery (calibration samples
 a bounded number of probes and students). ``python -m bench.enrol_scale`` measured the full retrain at
 30,000 students at 2 to 4 minutes, most of it the held-out check, against the 60 s an enrolment may
-take to become active; the incremental one at about 10 s. A full retrain still runs when the gallery
-is small, when many students changed, when the active version was built on a full retrain more than
-``FULL_RETRAIN_AFTER`` ago, for another classifier kind, or when the active version cannot be read.
+take to become active. A full retrain still runs when the gallery is small, when many students
+changed, when the active version was built on a full retrain more than ``FULL_RETRAIN_AFTER`` ago or
+``INCREMENTAL_MAX_STEPS`` steps back, for another classifier kind, or when the active version cannot
+be read.
+
+An incremental version stores only its changes to the version it started from (the reloaded
+students' embeddings, the dropped students, the new calibration: kilobytes, where the whole model is
+300 MB at 30,000 students). ``load_trained_model`` applies them to that version, which a process that
+follows the active version (every daphne process, and the worker that trained it) already holds,
+so neither side pickles, seals, stores, reads or unpickles the unchanged gallery again.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 import traceback
@@ -53,6 +61,9 @@ FULL_RETRAIN_AFTER = timedelta(hours=24)
 # just after: students with photos stamped this long before the version was created are reloaded too.
 # Saves commit at once (SQLite's lock wait is 20 s), so a minute is ample.
 CHANGE_SLACK = timedelta(seconds=60)
+# Loading a version with no model in memory applies every step since its full retrain, one by one
+# (tens of milliseconds each at 30,000 students): bound the walk.
+INCREMENTAL_MAX_STEPS = 200
 
 
 # --- requests and debouncing ------------------------------------------------------------------
@@ -159,8 +170,14 @@ def classifier_train(
     try:
         if config["TRAINING_PAUSE_SECONDS"]:
             time.sleep(config["TRAINING_PAUSE_SECONDS"])  # lets the crash-recovery test kill a worker here
-        trained = None if full else _train_incremental(model_name=model_name)
-        if trained is not None:
+        update = None
+        if not full:
+            try:
+                update = _train_incremental(model_name=model_name)
+            except Exception:  # noqa: BLE001 - a full retrain still gives a correct version
+                logger.exception("incremental retrain failed; retraining fully")
+        if update is not None:
+            trained, stored = update  # the whole new model, and what is stored: its changes
             version.gallery_students, version.gallery_embeddings = trained.gallery.n_labels, trained.gallery.n_rows
         else:
             embeddings, labels = gallery_arrays(model_name=model_name)
@@ -169,13 +186,13 @@ def classifier_train(
             if students < 2:
                 # Thresholds are calibrated on enrolled students against each other: one is not enough.
                 raise TrainingRefused("at least two students need accepted photos before face sign-in can be calibrated")
-            trained = train_model(
+            trained = stored = train_model(
                 embeddings, labels, kind=config["CLASSIFIER"], target_fpir=config["TARGET_FPIR"], model_name=model_name,
                 ceiling=config["MAX_THRESHOLD"],
             )
         version.thresholds = _json_safe({"similarity": trained.threshold, **trained.calibration.to_dict()})
         version.metrics = _json_safe(trained.metrics)
-        version.artifact = biometrics.seal(trained.to_bytes(), context=b"classifier")
+        version.artifact = biometrics.seal(stored.to_bytes(), context=b"classifier")
         accuracy = trained.metrics.get("holdout", {}).get("rank1_accuracy")
         if accuracy is not None and accuracy < config["MIN_HOLDOUT_ACCURACY"]:
             version.status = ClassifierVersion.Status.REJECTED
@@ -184,6 +201,7 @@ def classifier_train(
             return version
         version.status = ClassifierVersion.Status.READY
         version.save()
+        _remember(version, trained)  # the next incremental step here starts from it
     except Exception as exc:  # noqa: BLE001 - recorded on the version; the old one stays active
         version.status = ClassifierVersion.Status.FAILED
         version.error = str(exc) if isinstance(exc, TrainingRefused) else traceback.format_exc(limit=5)
@@ -194,10 +212,10 @@ def classifier_train(
 
 
 def _train_incremental(*, model_name: str):
-    """The active version with its changed students reloaded and its threshold recalibrated; None when
-    a full retrain is due instead."""
+    """(the active version with its changed students reloaded and its threshold recalibrated, the
+    changes to store), or None when a full retrain is due instead."""
     from facelogin.pipeline.calibrate import calibrate
-    from facelogin.pipeline.classify import IncrementalClassifier
+    from facelogin.pipeline.classify import Gallery, IncrementalClassifier
     from facelogin.pipeline.errors import ModelUnavailable
 
     config = settings.FACELOGIN
@@ -210,7 +228,7 @@ def _train_incremental(*, model_name: str):
         return None
     lineage = (base.metrics or {}).get("incremental") or {}
     full_at = datetime.fromisoformat(lineage["full_at"]) if lineage.get("full_at") else base.created_at
-    if timezone.now() - full_at > FULL_RETRAIN_AFTER:
+    if timezone.now() - full_at > FULL_RETRAIN_AFTER or lineage.get("steps", 0) >= INCREMENTAL_MAX_STEPS:
         return None
     current = gallery_state(model_name=model_name)
     try:
@@ -218,7 +236,12 @@ def _train_incremental(*, model_name: str):
     except (ModelUnavailable, biometrics.SealError) as exc:  # e.g. sealed under a key since removed
         logger.warning("active classifier version %s unreadable (%s): retraining fully", base.pk, exc)
         return None
-    if model is None or model.model_name != model_name or not isinstance(model.classifier, IncrementalClassifier):
+    if (
+        model is None
+        or model.model_name != model_name
+        or not isinstance(model.classifier, IncrementalClassifier)
+        or getattr(model.classifier, "gallery", None) is not model.gallery  # stored changes are one gallery's
+    ):
         return None
     enrolled = dict(zip(model.gallery.labels, model.gallery.counts().tolist()))
     since = base.created_at - CHANGE_SLACK
@@ -227,14 +250,9 @@ def _train_incremental(*, model_name: str):
     if len(reload) + len(drop) > INCREMENTAL_MAX_CHANGED * len(enrolled) or len(current) < 2:
         return None
     started = time.perf_counter()
-    for student in drop + reload:
-        model.remove_student(student)
     embeddings, labels = gallery_arrays(model_name=model_name, students=reload)
-    rows: dict[str, list[int]] = {}
-    for i, student in enumerate(labels):
-        rows.setdefault(student, []).append(i)
-    for student, index in rows.items():
-        model.add_student(student, embeddings[index])
+    changes = _with_gallery(model, Gallery.from_arrays(embeddings, labels, **_gallery_options(model.gallery)))
+    model = _apply(_copy(model), changes, drop)  # the loaded version may be in use: change a copy
     gallery = model.gallery
     # The whole updated gallery, as a full retrain calibrates it: calibrate() samples at most 3,000
     # probes against 2,000 students, so this costs the same at any size (a few seconds at 30,000).
@@ -265,7 +283,53 @@ def _train_incremental(*, model_name: str):
     }
     if metrics["holdout"] is None:
         del metrics["holdout"]
-    return replace(model, calibration=calibration, metrics=metrics, created_at=time.time())
+    model = replace(model, calibration=calibration, metrics=metrics, created_at=time.time())
+    changes = replace(changes, calibration=calibration, metrics={**metrics, _CHANGES: {"of": base.pk, "drop": drop}})
+    return model, changes
+
+
+# --- versions stored as changes ------------------------------------------------------------------
+_CHANGES = "changes_to_version"  # in a stored model's metrics: it holds changes to that version
+# The model this process loaded or trained last, keyed by version and creation time (see _key).
+# Shared with whoever asked for it: never changed in place.
+_loaded: tuple[tuple[int, datetime], object] | None = None
+
+
+def _gallery_options(gallery) -> dict:
+    return {"top_k": gallery.top_k, "exact_rows": gallery.exact_rows, "shortlist": gallery.shortlist}
+
+
+def _with_gallery(model, gallery):
+    """``model`` around another gallery (the classifier shares it, as the distance classifiers do)."""
+    classifier = copy.copy(model.classifier)
+    classifier.gallery = gallery
+    return replace(model, classifier=classifier, gallery=gallery)
+
+
+def _copy(model):
+    return _with_gallery(model, model.gallery.copy())
+
+
+def _apply(model, changes, drop: list[str]):
+    """``model`` (changed in place) with ``drop`` and the students in ``changes`` removed, then those
+    students added back from ``changes``; calibration and metrics from ``changes``."""
+    for student in [*drop, *changes.gallery.labels]:
+        model.remove_student(student)
+    for student in changes.gallery.labels:
+        model.add_student(student, changes.gallery.embeddings_of(student))
+    metrics = {k: v for k, v in changes.metrics.items() if k != _CHANGES}
+    return replace(model, calibration=changes.calibration, metrics=metrics, created_at=changes.created_at)
+
+
+def _remember(version: ClassifierVersion, model) -> None:
+    global _loaded
+    _loaded = ((version.pk, version.created_at), model)
+
+
+def forget_loaded_model() -> None:
+    """Drop the model this process keeps (tests: a fresh process)."""
+    global _loaded
+    _loaded = None
 
 
 def _json_safe(value):
@@ -330,9 +394,47 @@ def active_version_id(*, model_name: str) -> int | None:
 
 
 def load_trained_model(version_id: int):
-    from facelogin.pipeline.decide import TrainedModel
+    """The version's TrainedModel, None when it has none. Shared with this process's other callers
+    (kept for the next call): copy it before changing it.
 
-    sealed = ClassifierVersion.objects.filter(pk=version_id).values_list("artifact", flat=True).first()
-    if not sealed:
-        return None
-    return TrainedModel.from_bytes(biometrics.unseal(sealed, context=b"classifier"))
+    The version is always read from the database. One stored as changes is built from the version it
+    changed (that one likewise, down to a full version); a version it needs comes from memory when it
+    is the model this process loaded or trained last, as it is for a process following the active
+    version and for the worker that trained it.
+    """
+    global _loaded
+    from facelogin.pipeline.decide import TrainedModel
+    from facelogin.pipeline.errors import ModelUnavailable
+
+    pending = []  # stored changes, newest first
+    vid, shared = version_id, False
+    while True:
+        held = _loaded
+        if pending and held is not None and held[0] == _key(vid):  # a base this process holds
+            model, shared = held[1], True
+            break
+        sealed = ClassifierVersion.objects.filter(pk=vid).values_list("artifact", flat=True).first()
+        if not sealed:
+            if pending:
+                raise ModelUnavailable(f"classifier version {vid}, which version {version_id} changes, has no model")
+            return None
+        model = TrainedModel.from_bytes(biometrics.unseal(sealed, context=b"classifier"))
+        changes_to = model.metrics.get(_CHANGES)
+        if changes_to is None:
+            break
+        if held is not None and held[0] == _key(vid):  # this very version, built here before
+            model, shared = held[1], True
+            break
+        pending.append(model)
+        vid = changes_to["of"]
+    if pending:
+        model = _copy(model) if shared else model
+        for changes in reversed(pending):
+            model = _apply(model, changes, changes.metrics[_CHANGES]["drop"])
+    _loaded = (_key(version_id), model)
+    return model
+
+
+def _key(version_id: int) -> tuple[int, datetime | None]:
+    # With the creation time: a test database reuses primary keys.
+    return version_id, ClassifierVersion.objects.filter(pk=version_id).values_list("created_at", flat=True).first()

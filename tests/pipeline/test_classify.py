@@ -233,6 +233,23 @@ def test_distance_classifiers_enrol_and_drop_students_incrementally(cls: type) -
     assert clf.predict(probe)[0] != ["stu00007"]
 
 
+def test_a_copy_of_a_gallery_changes_without_touching_the_original() -> None:
+    X, y, centres = clusters(40, 5)
+    g = Gallery.from_arrays(X, y, exact_rows=0, shortlist=3)
+    probes = near(centres[:5], 0.6)
+    before = g.search(probes)
+    copy = g.copy()
+    copy.remove(y[0])
+    copy.add("late", X[:5] * -1)
+    copy.add(y[5], X[100:102])
+    after = g.search(probes)
+    assert after[0] == before[0] and np.array_equal(after[1], before[1])
+    assert "late" not in g and y[0] in g and g.n_rows == 200
+    assert copy.n_rows == 200 - 5 + 5 + 2
+    fresh = Gallery.from_arrays(copy.embeddings, copy.row_labels, exact_rows=10**9)
+    assert_top_result_exact(copy, fresh, np.vstack([probes, strangers(10)]))
+
+
 def test_gallery_survives_pickling_with_only_its_used_rows() -> None:
     X, y, _ = clusters(6, 3)
     g = Gallery.from_arrays(X, y, top_k=2)

@@ -17,6 +17,13 @@ from tests import faces
 MODEL = "casia-webface"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_process():
+    training.forget_loaded_model()
+    yield
+    training.forget_loaded_model()
+
+
 @pytest.fixture
 def incremental(monkeypatch):
     """Incremental retraining for test-sized galleries (it starts at 2,000 students by default)."""
@@ -54,6 +61,7 @@ def gallery(make_student, count: int) -> list:
 
 
 def contents(version: ClassifierVersion) -> dict[str, np.ndarray]:
+    training.forget_loaded_model()  # built from the database, as a process that just started does
     model = training.load_trained_model(version.pk)
     return {label: np.sort(model.gallery.embeddings_of(label), axis=0) for label in model.gallery.labels}
 
@@ -205,6 +213,101 @@ def test_an_unreadable_active_version_means_a_full_retrain(make_student, increme
     gallery(make_student, 20)
     first = training.classifier_train(trigger="first")
     ClassifierVersion.objects.filter(pk=first.pk).update(artifact=biometrics.seal(b"not a model", context=b"classifier"))
+    training.forget_loaded_model()  # a worker that did not train it
     add_photos(make_student("20260001"))
     version = training.classifier_train(trigger="one more")
     assert version.is_active and "incremental" not in version.metrics and version.gallery_students == 21
+
+
+@pytest.mark.django_db
+def test_an_incremental_version_stores_only_its_changes_and_any_process_rebuilds_it(make_student, incremental):
+    gallery(make_student, 30)
+    first = training.classifier_train(trigger="first")
+    newcomers = [make_student(f"2026{i:04d}") for i in range(3)]
+    versions = []
+    for student in newcomers:
+        add_photos(student)
+        versions.append(training.classifier_train(trigger=f"{student.student_number}"))
+    enrolment.face_data_delete(students=[newcomers[0]], retrain=False)
+    versions.append(training.classifier_train(trigger="deleted"))
+    full_size = len(bytes(ClassifierVersion.objects.get(pk=first.pk).artifact))
+    for version in versions:
+        assert len(bytes(ClassifierVersion.objects.get(pk=version.pk).artifact)) < full_size / 5
+    # A process holding nothing walks back to the full version; one holding the last version but one
+    # applies one step; the trained model, kept by the worker, is the same.
+    kept = training.load_trained_model(versions[-1].pk)
+    built = contents(versions[-1])
+    assert_same_gallery(versions[-1], training.classifier_train(trigger="full", full=True))
+    training.forget_loaded_model()
+    training.load_trained_model(versions[-2].pk)
+    one_step = training.load_trained_model(versions[-1].pk)
+    for model in (kept, one_step):
+        assert sorted(model.gallery.labels) == sorted(built)
+        for label in model.gallery.labels:
+            np.testing.assert_array_equal(np.sort(model.gallery.embeddings_of(label), axis=0), built[label])
+        assert model.threshold == pytest.approx(versions[-1].thresholds["similarity"])
+        assert "changes_to_version" not in model.metrics
+    # Rolling back to an incremental version works too.
+    training.classifier_activate(version=versions[1])
+    assert set(contents(versions[1])) == set(contents(versions[0])) | {str(newcomers[1].pk)}
+
+
+@pytest.mark.django_db
+def test_a_retrain_does_not_change_the_model_a_process_is_using(make_student, incremental):
+    students = gallery(make_student, 30)
+    first = training.classifier_train(trigger="first")
+    in_use = training.load_trained_model(first.pk)
+    labels, rows = list(in_use.gallery.labels), in_use.gallery.n_rows
+    enrolment.face_data_delete(students=[students[0]], retrain=False)
+    add_photos(make_student("20260001"))
+    second = training.classifier_train(trigger="changes")
+    assert second.metrics["incremental"]["students_reloaded"] == 1
+    assert in_use.gallery.labels == labels and in_use.gallery.n_rows == rows
+    assert training.load_trained_model(second.pk) is not in_use
+
+
+@pytest.mark.django_db
+def test_a_version_whose_base_lost_its_model_cannot_be_loaded(make_student, incremental):
+    from facelogin.pipeline.errors import ModelUnavailable
+
+    gallery(make_student, 20)
+    first = training.classifier_train(trigger="first")
+    add_photos(make_student("20260001"))
+    second = training.classifier_train(trigger="one more")
+    ClassifierVersion.objects.filter(pk=first.pk).update(artifact=None)
+    training.forget_loaded_model()
+    with pytest.raises(ModelUnavailable):
+        training.load_trained_model(second.pk)
+
+
+@pytest.mark.django_db
+def test_a_long_chain_of_steps_ends_in_a_full_retrain(make_student, incremental, monkeypatch):
+    monkeypatch.setattr(training, "INCREMENTAL_MAX_STEPS", 2)
+    gallery(make_student, 20)
+    training.classifier_train(trigger="first")
+    kinds = []
+    for i in range(3):
+        add_photos(make_student(f"2026{i:04d}"))
+        kinds.append("incremental" in training.classifier_train(trigger=f"step {i}").metrics)
+    assert kinds == [True, True, False]
+
+
+@pytest.mark.django_db
+def test_the_worker_starts_the_next_step_from_the_model_it_kept(make_student, incremental, monkeypatch):
+    gallery(make_student, 20)
+    training.classifier_train(trigger="first")
+    add_photos(make_student("20260001"))
+    training.classifier_train(trigger="one more")
+    read = []
+    real_unseal = biometrics.unseal
+
+    def unseal(sealed, *, context=b"", **kw):
+        if context == b"classifier":
+            read.append(len(bytes(sealed)))
+        return real_unseal(sealed, context=context, **kw)
+
+    monkeypatch.setattr(biometrics, "unseal", unseal)
+    add_photos(make_student("20260002"))
+    version = training.classifier_train(trigger="another")
+    assert version.metrics["incremental"]["steps"] == 2
+    assert len(read) == 1 and read[0] < 100_000  # the last step's changes, not the full version

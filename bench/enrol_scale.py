@@ -128,7 +128,7 @@ def training_stages(stages: Stages) -> dict[str, float | None]:
     out = {name: stages.seconds(name) for name in names}
     sealed, activated = stages.last("seal"), stages.last("activate")
     out["store"] = round(activated[0] - sealed[1], 3) if sealed and activated else None
-    if out["incremental update"] is not None:  # what is left: removing and adding students
+    if out["recalibrate"] is not None:  # incremental; what is left: copying, removing and adding students
         parts = ("gallery state", "active version load", "gallery load + unseal", "recalibrate")
         out["update gallery"] = round(out["incremental update"] - sum(out[p] or 0 for p in parts), 3)
     return out

@@ -372,6 +372,14 @@ class ClassifierVersionAdmin(DeploymentWarningsMixin, admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        # Versions are the audit trail of what decided sign-ins, and incremental versions are stored as
+        # changes to the one before: none is deleted from here.
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("artifact")  # up to hundreds of MB each
+
     @admin.display(description=_("similarity threshold"))
     def threshold(self, version: ClassifierVersion):
         value = (version.thresholds or {}).get("similarity")

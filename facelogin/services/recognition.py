@@ -66,6 +66,11 @@ class Engine:
         # thread per core) a 320 px detection measured 0.3-1.1 s instead of 42-52 ms on a busy 2-core
         # machine (bench.latency); scale with processes, not threads.
         torch.set_num_threads(config["TORCH_THREADS"])
+        # numpy's BLAS too: the gallery search at 30,000 students took 12 ms on two threads against
+        # 7.4 ms on one, in a process whose other thread is busy with the next frame (bench.gallery).
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=config["TORCH_THREADS"])
         self.model_name = config["MODEL"]
         embedder = get_embedder(prepare_embedding_weights(), threads=config["TORCH_THREADS"], backend=config["EMBEDDER"])
         self.analyzer = FaceAnalyzer(analyzer_config(), embedder)

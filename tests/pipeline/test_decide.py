@@ -352,3 +352,16 @@ def test_real_faces_sign_in_their_owner_and_never_a_stranger(johns: dict[str, li
     assert not any(v.label for v in frames)
     for start in range(len(frames) - 4):
         assert decide_attempt(frames[start : start + 5], model.decider()).status == REJECTED
+
+
+def test_the_held_out_check_samples_its_probes_in_a_large_gallery() -> None:
+    from tests.pipeline.test_calibrate import clusters
+
+    X, y = clusters(300, 5)
+    every = train_model(X, y, holdout=0.4)
+    sampled = train_model(X, y, holdout=0.4, max_holdout_probes=100)
+    assert every.metrics["holdout"]["frames"] == 600  # 2 of each student's 5 photos
+    assert sampled.metrics["holdout"]["frames"] == 100
+    assert sampled.metrics["holdout"]["train_embeddings"] == every.metrics["holdout"]["train_embeddings"]
+    assert sampled.metrics["holdout"]["rank1_accuracy"] == pytest.approx(every.metrics["holdout"]["rank1_accuracy"], abs=0.05)
+    assert sampled.threshold == every.threshold  # the model itself is trained on everything either way

@@ -27,7 +27,16 @@ the clients send first, before and after the clients (the machine is shared; its
 served frames/s is reported as a ratio of the mean. Server threads are read from ``/proc/<pid>/task/*/schedstat``: time on
 a CPU, time runnable but waiting for one (other processes), and the rest (blocked: nothing to do).
 
-Prints a table and writes JSON (default ``bench/results/load-<clients>.json``, git-ignored).
+``--servers K`` (default 1) runs the production topology: K daphne processes on the same seeded
+portal (same data directory, SQLite database and environment; each on its own port; sign-in needs no
+cross-process messages, tickets live in the database), the clients spread round-robin over them like a
+proxy (client i keeps server i mod K for all its sign-ins: page, websocket and ticket). Server CPU is
+summed over the K processes. The ceiling is then K bare pipelines running at the same time in K
+separate processes (``python -m bench.load --ceiling-worker``, each building daphne's analyser from the
+portal's environment as above), their frames/s summed.
+
+Prints a table and writes JSON (default ``bench/results/load-<clients>.json``, ``load-<clients>-s<K>.json``
+for K > 1; git-ignored).
 """
 
 from __future__ import annotations
@@ -35,7 +44,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
+import json
+import os
+import pickle
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +64,7 @@ from bench.portal import (
     busiest_threads,
     cpu_seconds,
     engine_line,
+    engine_ready,
     find_people,
     fmt,
     machine_load,
@@ -64,6 +79,7 @@ from bench.portal import (
     thread_sched,
     write_json,
 )
+from tests.live import REPO, DaphneProcess, python_executable, wait_until
 
 MAX_BATCH = 8  # facelogin.pipeline.batching.FrameBatcher's default max_batch
 
@@ -95,20 +111,135 @@ def ceiling(analyzer, frames: list[bytes], batch: int, threads: int = 1) -> dict
     }
 
 
-async def client(url: str, source_for, rounds: int, stop_at: float, timeout: float, done: list[SignIn], bar) -> None:
+WORKER_TAG = "CEILING-WORKER "  # prefix of the worker's protocol lines on its stdout
+
+
+def ceiling_worker(spec_path: Path) -> int:
+    """``python -m bench.load --ceiling-worker SPEC``: one bare pipeline in its own process, built as the
+    in-process ceiling builds it (``server_engine`` from the portal's environment). Prints ``READY
+    <engine info>``, then for every ``go`` line on stdin runs ``ceiling`` and prints ``RESULT <json>``."""
+    from bench.portal import Portal
+
+    spec = pickle.loads(spec_path.read_bytes())
+    portal = Portal(Path(spec["root"]), spec["env"], [])
+    engine, info = server_engine(portal, spec["overrides"])
+    print(WORKER_TAG + "READY " + json.dumps(info), flush=True)
+    for line in sys.stdin:
+        if line.strip() != "go":
+            break
+        result = ceiling(engine.analyzer, spec["frames"], spec["batch"], spec["threads"] or info["FACELOGIN_RECOGNITION_THREADS"])
+        print(WORKER_TAG + "RESULT " + json.dumps(result), flush=True)
+    return 0
+
+
+class CeilingWorkers:
+    """K ceiling workers (subprocesses), started and warmed together; ``run()`` starts their ceilings at
+    the same moment and sums their frames/s."""
+
+    def __init__(self, count: int, portal, overrides: dict[str, str], frames: list[bytes], batch: int, threads: int | None = None) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="bench-ceiling-"))
+        spec = self.dir / "spec.pickle"
+        env = {**portal.env, **overrides}
+        spec.write_bytes(pickle.dumps({"root": str(portal.root), "env": env, "overrides": overrides, "frames": frames, "batch": batch, "threads": threads}))
+        self.logs = [self.dir / f"worker-{i}.log" for i in range(count)]
+        self.procs = []
+        for log in self.logs:
+            with log.open("wb") as err:
+                self.procs.append(
+                    subprocess.Popen(
+                        [python_executable(), "-m", "bench.load", "--ceiling-worker", str(spec)],
+                        cwd=REPO,
+                        env={**env, "TQDM_DISABLE": "1"},
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        stderr=err,
+                        text=True,
+                    )
+                )
+        self.infos = [json.loads(self._read(i, "READY")) for i in range(count)]
+
+    def _read(self, i: int, kind: str) -> str:
+        proc = self.procs[i]
+        for line in proc.stdout:
+            if line.startswith(WORKER_TAG + kind + " "):
+                return line[len(WORKER_TAG + kind) + 1 :]
+        raise RuntimeError(f"ceiling worker {i} exited ({proc.poll()}) before {kind}:\n{self.logs[i].read_text()[-3000:]}")
+
+    def run(self) -> dict:
+        for proc in self.procs:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        parts = [json.loads(self._read(i, "RESULT")) for i in range(len(self.procs))]
+        frames = sum(p["frames"] for p in parts)
+        return {
+            "processes": len(parts),
+            "frames": frames,
+            "batch": parts[0]["batch"],
+            "threads": parts[0]["threads"],
+            "frames_embedded": sum(p["frames_embedded"] for p in parts),
+            "seconds": max(p["seconds"] for p in parts),
+            "frames_per_s": round(sum(p["frames_per_s"] for p in parts), 2),
+            "cpu_ms_per_frame": round(sum(p["cpu_ms_per_frame"] * p["frames"] for p in parts) / frames, 1),
+            "per_process": parts,
+        }
+
+    def close(self) -> None:
+        for proc in self.procs:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextlib.contextmanager
+def serve_many(portal, count: int, name: str, **overrides: str):
+    """``count`` daphne processes on the same portal (each its own port and log), all warm (/healthz/
+    says ``face_engine: ready``, as ``bench.portal.serve`` waits) before they are returned. Started
+    together, so their models load side by side."""
+    env = {**portal.env, **{k: str(v) for k, v in overrides.items()}}
+    with contextlib.ExitStack() as stack:
+        servers = []
+        for i in range(count):
+            log = portal.root / f"{name}-s{i + 1}.log"
+            log.unlink(missing_ok=True)
+            servers.append(stack.enter_context(DaphneProcess(env, log_path=log, startup_timeout=120)))
+        for daphne in servers:
+            wait_until(lambda d=daphne: engine_ready(d), timeout=180, interval=0.5, message=f"daphne's models not warm after 180 s ({daphne.log_path})")
+        yield servers
+
+
+async def client(
+    url: str, source_for, rounds: int, stop_at: float, timeout: float, done: list[SignIn], bar, mine: list[SignIn] | None = None
+) -> None:
     for _ in range(rounds):
         if time.monotonic() >= stop_at:
             break
         result = await sign_in(url, source_for(), timeout=timeout)
         done.append(result)
+        if mine is not None:
+            mine.append(result)
         bar.update(1)
 
 
-async def run_clients(url: str, sources, rounds: int, duration: float, timeout: float) -> tuple[list[SignIn], float]:
+async def run_clients(
+    url: str | list[str], sources, rounds: int, duration: float, timeout: float, per_server: list[list[SignIn]] | None = None
+) -> tuple[list[SignIn], float]:
+    """All clients at once; with a list of server URLs, client i signs in (every round) on server i mod K,
+    and ``per_server[k]`` collects server k's sign-ins."""
+    urls = [url] if isinstance(url, str) else list(url)
     done: list[SignIn] = []
     started = time.monotonic()
     with tqdm(total=len(sources) * rounds, desc="sign-ins", unit="sign-in", file=sys.stderr, disable=None) as bar:
-        await asyncio.gather(*(client(url, s, rounds, started + duration, timeout, done, bar) for s in sources))
+        await asyncio.gather(
+            *(
+                client(urls[i % len(urls)], s, rounds, started + duration, timeout, done, bar, per_server[i % len(urls)] if per_server is not None else None)
+                for i, s in enumerate(sources)
+            )
+        )
     return done, started
 
 
@@ -131,6 +262,22 @@ def inferred_batches(results: list[SignIn], gap_s: float = 0.03) -> dict:
         "mean_size": round(statistics.mean(sizes), 2) if sizes else None,
         "sizes": dict(sorted(collections.Counter(sizes).items())),
         "median_gap_between_batches_ms": round(statistics.median(gaps) * 1000, 1) if gaps else None,
+    }
+
+
+def combined_batches(parts: list[dict]) -> dict:
+    """``inferred_batches`` of each server (a batch is one server's), added up."""
+    sizes: collections.Counter = collections.Counter()
+    for part in parts:
+        sizes.update(part["sizes"])
+    batches = sum(part["batches"] for part in parts)
+    gaps = [part["median_gap_between_batches_ms"] for part in parts if part["median_gap_between_batches_ms"] is not None]
+    return {
+        "batches": batches,
+        "mean_size": round(sum(k * v for k, v in sizes.items()) / batches, 2) if batches else None,
+        "sizes": dict(sorted(sizes.items())),
+        "median_gap_between_batches_ms": round(statistics.median(gaps), 1) if gaps else None,
+        "per_server": parts,
     }
 
 
@@ -173,14 +320,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--portal-dir", type=Path, help="keep the seeded portal here and reuse it next time (default: a temp dir)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, 10 ORL people, a short ceiling")
-    parser.add_argument("--json", type=Path, help="default bench/results/load-<clients>.json")
+    parser.add_argument("--json", type=Path, help="default bench/results/load-<clients>.json (load-<clients>-s<K>.json with --servers K > 1)")
+    parser.add_argument(
+        "--servers", type=int, default=1, help="daphne processes on the same portal, clients spread round-robin over them (default 1)"
+    )
+    parser.add_argument("--ceiling-worker", type=Path, help=argparse.SUPPRESS)  # internal: one ceiling process (--servers K > 1)
     args = parser.parse_args(argv)
+    if args.ceiling_worker:
+        return ceiling_worker(args.ceiling_worker)
+    if args.servers < 1:
+        parser.error("--servers must be at least 1")
     if args.quick:
         args.rounds, args.orl, args.ceiling_frames = 1, min(args.orl, 10), 16
     people = find_people(johns=5, orl=args.orl)
     if not 1 <= args.clients <= len(people):
         parser.error(f"--clients must be 1..{len(people)} (one distinct enrolled student each)")
-    json_path = args.json or RESULTS / f"load-{args.clients}.json"
+    json_path = args.json or RESULTS / (f"load-{args.clients}.json" if args.servers == 1 else f"load-{args.clients}-s{args.servers}.json")
     overrides = {**parse_env(args.server_env), "FACELOGIN_LIVENESS": "0"}
     load_before = machine_load()
 
@@ -199,20 +354,42 @@ def main(argv: list[str] | None = None) -> int:
         print(portal.import_summary, file=sys.stderr)
         settings = settings_shown(portal, overrides)
 
-        with serve(portal, name=f"daphne-load-{args.clients}", **overrides) as daphne:
-            # The ceiling runs while daphne idles (one heavy process at a time), then the analyser goes.
-            # The ceiling runs while daphne idles (one heavy process at a time), before and after the
-            # clients: the machine is shared, and its load drifts over a run.
-            engine, engine_info = server_engine(portal, overrides)
-            analyzer = engine.analyzer
-            batch = min(args.clients, MAX_BATCH)
-            threads = engine_info["FACELOGIN_RECOGNITION_THREADS"]
-            before = ceiling(analyzer, first_frames, batch, threads)
-            pid = daphne.process.pid
-            cpu0, threads0 = cpu_seconds(pid), thread_sched(pid)
-            results, started = asyncio.run(run_clients(daphne.url, sources, args.rounds, args.duration, args.timeout))
-            cpu1, threads1 = cpu_seconds(pid), thread_sched(pid)
-            after = ceiling(analyzer, first_frames, batch, threads)
+        if args.servers == 1:
+            with serve(portal, name=f"daphne-load-{args.clients}", **overrides) as daphne:
+                # The ceiling runs while daphne idles (one heavy process at a time), then the analyser goes.
+                # The ceiling runs while daphne idles (one heavy process at a time), before and after the
+                # clients: the machine is shared, and its load drifts over a run.
+                engine, engine_info = server_engine(portal, overrides)
+                analyzer = engine.analyzer
+                batch = min(args.clients, MAX_BATCH)
+                threads = engine_info["FACELOGIN_RECOGNITION_THREADS"]
+                before = ceiling(analyzer, first_frames, batch, threads)
+                pid = daphne.process.pid
+                cpu0, threads0 = cpu_seconds(pid), thread_sched(pid)
+                results, started = asyncio.run(run_clients(daphne.url, sources, args.rounds, args.duration, args.timeout))
+                cpu1, threads1 = cpu_seconds(pid), thread_sched(pid)
+                after = ceiling(analyzer, first_frames, batch, threads)
+        else:
+            # K daphnes on one portal; the ceiling is K bare pipelines at once in K processes, while the
+            # daphnes idle, before and after the clients.
+            with serve_many(portal, args.servers, f"daphne-load-{args.clients}", **overrides) as servers:
+                batch = min(args.clients, MAX_BATCH)
+                print(f"{args.servers} daphne processes warm: " + ", ".join(f"{d.url} (pid {d.process.pid})" for d in servers), file=sys.stderr)
+                workers = CeilingWorkers(args.servers, portal, overrides, first_frames, batch)
+                try:
+                    engine_info = workers.infos[0]
+                    before = workers.run()
+                    pids = [d.process.pid for d in servers]
+                    cpu0s, sched0s = [cpu_seconds(p) for p in pids], [thread_sched(p) for p in pids]
+                    per_server: list[list[SignIn]] = [[] for _ in servers]
+                    results, started = asyncio.run(
+                        run_clients([d.url for d in servers], sources, args.rounds, args.duration, args.timeout, per_server)
+                    )
+                    cpu1s, sched1s = [cpu_seconds(p) for p in pids], [thread_sched(p) for p in pids]
+                    after = workers.run()
+                finally:
+                    workers.close()
+            urls = [d.url for d in servers]
     top = {
         "frames_per_s": round((before["frames_per_s"] + after["frames_per_s"]) / 2, 2),
         "cpu_ms_per_frame": round((before["cpu_ms_per_frame"] + after["cpu_ms_per_frame"]) / 2, 1),
@@ -227,14 +404,43 @@ def main(argv: list[str] | None = None) -> int:
     row = summarise(results, first, last)
     row["frames_per_s"] = round(row["frames_analysed"] / row["window_s"], 2) if row["window_s"] else None
     row["ceiling"] = top
-    row["inferred_batches"] = inferred_batches(results)
     row["ratio_to_ceiling"] = round(row["frames_per_s"] / top["frames_per_s"], 3) if row["frames_per_s"] else None
+    if args.servers == 1:
+        row["inferred_batches"] = inferred_batches(results)
+        cpu_s = cpu1 - cpu0
+        busiest = busiest_threads(threads0, threads1, pid, row["window_s"])
+    else:
+        row["servers"] = args.servers
+        row["inferred_batches"] = combined_batches([inferred_batches(mine) for mine in per_server])
+        cpu_s = sum(cpu1s) - sum(cpu0s)
+        busiest = []
+        row["per_server"] = []
+        for k, (p, mine) in enumerate(zip(pids, per_server)):
+            threads_k = busiest_threads(sched0s[k], sched1s[k], p, row["window_s"])
+            for t in threads_k:
+                t["thread"] = f"server {k + 1} {t['thread']}"
+            busiest += threads_k
+            ok_k = [r.first_frame_to_ticket_s for r in mine if r.ok]
+            analysed_k = sum(r.frames_analysed for r in mine)
+            row["per_server"].append(
+                {
+                    "url": urls[k],
+                    "pid": p,
+                    "sign_ins": len(mine),
+                    "succeeded": len(ok_k),
+                    "frames_analysed": analysed_k,
+                    "frames_per_s": round(analysed_k / row["window_s"], 2) if row["window_s"] else None,
+                    "first_frame_to_ticket_s": {"p50": percentile(ok_k, 50), "p95": percentile(ok_k, 95)},
+                    "cpu_s": round(cpu1s[k] - cpu0s[k], 2),
+                    "cpu_ms_per_frame": round((cpu1s[k] - cpu0s[k]) * 1000 / analysed_k, 1) if analysed_k else None,
+                }
+            )
     row["server_cpu"] = {
-        "seconds": round(cpu1 - cpu0, 2),
+        "seconds": round(cpu_s, 2),
         # over the whole client period (page loads and redemptions too), like the CPU reading
-        "cores_used": round((cpu1 - cpu0) / (last - started), 2) if last > started else None,
-        "cpu_ms_per_frame": round((cpu1 - cpu0) * 1000 / row["frames_analysed"], 1) if row["frames_analysed"] else None,
-        "busiest_threads": busiest_threads(threads0, threads1, pid, row["window_s"]),
+        "cores_used": round(cpu_s / (last - started), 2) if last > started else None,
+        "cpu_ms_per_frame": round(cpu_s * 1000 / row["frames_analysed"], 1) if row["frames_analysed"] else None,
+        "busiest_threads": busiest,
     }
 
     print_settings(settings)
@@ -243,13 +449,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.clients} clients x {args.rounds} rounds; load average before {load_before}, after {machine_load()}"
     )
     print(engine_line(engine_info))
+    k_head, k_cell = ("", "") if args.servers == 1 else (f"{'servers':>8}", f"{args.servers:>8}")
     print(
-        f"\n{'clients':>7}{'ok':>8}{'errors':>7}{'p50 s':>7}{'p95 s':>7}{'max s':>7}{'frames':>7}{'frames/s':>9}"
+        f"\n{'clients':>7}{k_head}{'ok':>8}{'errors':>7}{'p50 s':>7}{'p95 s':>7}{'max s':>7}{'frames':>7}{'frames/s':>9}"
         f"{'ceiling':>8}{'ratio':>7}{'trip p50':>9}{'trip p95':>9}{'srv cores':>10}{'ms/frame':>9}"
     )
     t = row["first_frame_to_ticket_s"]
     print(
-        f"{args.clients:>7}{str(row['succeeded']) + '/' + str(row['sign_ins']):>8}{row['errors']:>7}{fmt(t['p50']):>7}{fmt(t['p95']):>7}"
+        f"{args.clients:>7}{k_cell}{str(row['succeeded']) + '/' + str(row['sign_ins']):>8}{row['errors']:>7}{fmt(t['p50']):>7}{fmt(t['p95']):>7}"
         f"{fmt(t['max']):>7}{row['frames_analysed']:>7}{fmt(row['frames_per_s']):>9}{fmt(top['frames_per_s']):>8}"
         f"{fmt(row['ratio_to_ceiling']):>7}{fmt(row['round_trip_ms']['p50'], 0):>9}{fmt(row['round_trip_ms']['p95'], 0):>9}"
         f"{fmt(row['server_cpu']['cores_used']):>10}{fmt(row['server_cpu']['cpu_ms_per_frame'], 0):>9}"
@@ -259,12 +466,30 @@ def main(argv: list[str] | None = None) -> int:
         f"frames per sign-in (median) {row['frames_per_sign_in_median']} analysed, {row['frames_sent_per_sign_in_median']} sent"
     )
     print(f"outcomes: {row['outcomes']}; frame-level errors: {row['frame_errors'] or 'none'}")
-    print(
-        f"ceiling (bare batched pipeline, daphne's analyser in this process, batches of {top['batch']}, {before['threads']} thread(s)): "
-        f"{before['frames_per_s']} frames/s before "
-        f"the clients, {after['frames_per_s']} after ({before['frames']} frames each, {before['frames_embedded']} embedded), "
-        f"{top['cpu_ms_per_frame']} ms CPU per frame"
-    )
+    if args.servers == 1:
+        print(
+            f"ceiling (bare batched pipeline, daphne's analyser in this process, batches of {top['batch']}, {before['threads']} thread(s)): "
+            f"{before['frames_per_s']} frames/s before "
+            f"the clients, {after['frames_per_s']} after ({before['frames']} frames each, {before['frames_embedded']} embedded), "
+            f"{top['cpu_ms_per_frame']} ms CPU per frame"
+        )
+    else:
+        each = lambda c: " + ".join(str(p["frames_per_s"]) for p in c["per_process"])  # noqa: E731
+        print(
+            f"ceiling ({args.servers} bare batched pipelines at once in {args.servers} processes, each daphne's analyser, "
+            f"batches of {top['batch']}, {before['threads']} thread(s) each): "
+            f"{before['frames_per_s']} frames/s before the clients ({each(before)}), {after['frames_per_s']} after ({each(after)}) "
+            f"({before['per_process'][0]['frames']} frames per process, {before['frames_embedded']}/{before['frames']} embedded), "
+            f"{top['cpu_ms_per_frame']} ms CPU per frame"
+        )
+        print(
+            "per server (sign-ins ok/all, frames analysed, frames/s, p50/p95 s, CPU ms/frame): "
+            + "; ".join(
+                f"{s['url']} {s['succeeded']}/{s['sign_ins']}, {s['frames_analysed']}, {fmt(s['frames_per_s'])}, "
+                f"{fmt(s['first_frame_to_ticket_s']['p50'])}/{fmt(s['first_frame_to_ticket_s']['p95'])}, {fmt(s['cpu_ms_per_frame'], 0)}"
+                for s in row["per_server"]
+            )
+        )
     print(
         "server threads (share of the window on a CPU / runnable but waiting for a CPU / blocked): "
         + ", ".join(f"{t['thread']} {t['busy']:.0%} / {t['starved']:.0%} / {t['idle']:.0%}" for t in row["server_cpu"]["busiest_threads"])
@@ -280,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         "engine": engine_info,
         "classifier": classifier,
         "clients": args.clients,
+        "servers": args.servers,
         "rounds": args.rounds,
         "load_average": {"before": load_before, "after": machine_load()},
         "result": row,

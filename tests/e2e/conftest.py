@@ -81,6 +81,18 @@ class LivePortal:
             connection.row_factory = sqlite3.Row
             return connection.execute(sql, params).fetchall()
 
+    def face_attempts(self, since_id: int = 0) -> list[sqlite3.Row]:
+        """Audit rows of face sign-in attempts after ``since_id``, with the matched student's number."""
+        return self.query(
+            "SELECT a.id, a.outcome, a.reason, a.frames, a.scores, a.challenge, s.student_number "
+            "FROM facelogin_faceattempt a LEFT JOIN facelogin_student s ON s.id = a.student_id "
+            "WHERE a.id > ? ORDER BY a.id",
+            (since_id,),
+        )
+
+    def last_attempt_id(self) -> int:
+        return self.query("SELECT COALESCE(MAX(id), 0) AS id FROM facelogin_faceattempt")[0]["id"]
+
 
 def build_enrolment_dir(root: Path, faces: Path) -> tuple[Path, Path, list[EnrolledStudent]]:
     """DIR/<student number>/<photos> (copies of the first six photos) and a students CSV, in ``root``."""
@@ -138,16 +150,20 @@ def start_live_portal(
         yield portal
 
 
-@pytest.fixture(scope="session")
-def live_portal(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Iterator[LivePortal]:
+def _session_portal(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path, name: str, **overrides: str) -> Iterator[LivePortal]:
     started = time.monotonic()
-    portal_gen = start_live_portal(tmp_path_factory.mktemp("live-portal"), faces_dir)
+    portal_gen = start_live_portal(tmp_path_factory.mktemp(name), faces_dir, **overrides)
     portal = next(portal_gen)
-    print(f"\nlive portal at {portal.url} ready in {time.monotonic() - started:.1f} s", flush=True)
+    print(f"\n{name} at {portal.url} ready in {time.monotonic() - started:.1f} s", flush=True)
     try:
         yield portal
     finally:
         portal_gen.close()
+
+
+@pytest.fixture(scope="session")
+def live_portal(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Iterator[LivePortal]:
+    yield from _session_portal(tmp_path_factory, faces_dir, "live-portal")
 
 
 # The same portal as ``live_portal`` (same students, photos and thresholds) with the liveness challenge
@@ -158,14 +174,7 @@ LIVENESS_SETTINGS = {"FACELOGIN_LIVENESS": "1"}
 
 @pytest.fixture(scope="session")
 def liveness_portal(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Iterator[LivePortal]:
-    started = time.monotonic()
-    portal_gen = start_live_portal(tmp_path_factory.mktemp("liveness-portal"), faces_dir, **LIVENESS_SETTINGS)
-    portal = next(portal_gen)
-    print(f"\nliveness portal at {portal.url} ready in {time.monotonic() - started:.1f} s", flush=True)
-    try:
-        yield portal
-    finally:
-        portal_gen.close()
+    yield from _session_portal(tmp_path_factory, faces_dir, "liveness-portal", **LIVENESS_SETTINGS)
 
 
 @pytest.fixture(scope="session")

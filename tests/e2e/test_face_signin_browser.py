@@ -24,17 +24,6 @@ CAMERA_REFUSED = re.compile(r"^Camera access was refused")
 UNKNOWN_PHOTO = sorted((FACES / "johns" / "John_Simm").glob("*.jpg"))[0] if (FACES / "johns" / "John_Simm").is_dir() else None
 
 
-def face_attempts(portal, since_id: int = 0) -> list:
-    return portal.query(
-        "SELECT a.id, a.outcome, a.reason, a.frames, a.scores, s.student_number "
-        "FROM facelogin_faceattempt a LEFT JOIN facelogin_student s ON s.id = a.student_id "
-        "WHERE a.id > ? ORDER BY a.id",
-        (since_id,),
-    )
-
-
-def last_attempt_id(portal) -> int:
-    return portal.query("SELECT COALESCE(MAX(id), 0) AS id FROM facelogin_faceattempt")[0]["id"]
 
 
 def test_held_out_photo_signs_in_by_itself(live_portal, launch_browser, fake_camera):
@@ -43,7 +32,7 @@ def test_held_out_photo_signs_in_by_itself(live_portal, launch_browser, fake_cam
     student = live_portal.students[0]
     photo = student.photos[9]  # the 10th photo: not among the six enrolled
     assert photo not in student.enrolled_photos
-    before = last_attempt_id(live_portal)
+    before = live_portal.last_attempt_id()
     page = launch_browser(fake_camera(photo))
 
     started = time.monotonic()
@@ -55,7 +44,7 @@ def test_held_out_photo_signs_in_by_itself(live_portal, launch_browser, fake_cam
     expect(page.locator("#student-number")).to_have_text(student.number)
 
     # The server really received and recognised face frames from this browser.
-    attempts = face_attempts(live_portal, before)
+    attempts = live_portal.face_attempts(before)
     issued = [a for a in attempts if a["outcome"] == "ticket_issued"]
     assert len(issued) == 1, [dict(a) for a in attempts]
     attempt = issued[0]
@@ -78,7 +67,7 @@ def test_held_out_photo_signs_in_by_itself(live_portal, launch_browser, fake_cam
 def test_face_not_enrolled_stays_signed_out(live_portal, launch_browser, fake_camera):
     from playwright.sync_api import expect
 
-    before = last_attempt_id(live_portal)
+    before = live_portal.last_attempt_id()
     page = launch_browser(fake_camera(UNKNOWN_PHOTO))
     page.goto(f"{live_portal.url}/login/face/")
 
@@ -90,7 +79,7 @@ def test_face_not_enrolled_stays_signed_out(live_portal, launch_browser, fake_ca
     expect(page.locator("#password-fallback")).to_be_visible()
     expect(page.locator("#face-retry")).to_be_visible()
 
-    attempts = face_attempts(live_portal, before)
+    attempts = live_portal.face_attempts(before)
     assert [a["outcome"] for a in attempts] == ["failed"], [dict(a) for a in attempts]
     assert attempts[0]["student_number"] is None
     assert attempts[0]["frames"] >= 3  # it was judged on real frames, not refused up front
@@ -103,7 +92,7 @@ def test_camera_refused_offers_the_password(live_portal, launch_browser):
     """Without the fake-UI flag and with no permission granted, headless Chromium denies the camera."""
     from playwright.sync_api import expect
 
-    before = last_attempt_id(live_portal)
+    before = live_portal.last_attempt_id()
     page = launch_browser(None, fake_ui=False, permissions=[])
     page.goto(f"{live_portal.url}/login/face/")
 
@@ -111,7 +100,7 @@ def test_camera_refused_offers_the_password(live_portal, launch_browser):
     fallback = page.locator("#password-fallback")
     expect(fallback).to_be_visible()
     assert fallback.get_attribute("href") == "/login/"
-    assert last_attempt_id(live_portal) == before  # no camera, no websocket attempt
+    assert live_portal.last_attempt_id() == before  # no camera, no websocket attempt
 
 
 def test_password_fallback_is_reachable_by_keyboard(live_portal, launch_browser):

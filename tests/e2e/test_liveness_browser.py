@@ -26,17 +26,6 @@ STILL_STUDENT = 2  # John Schneider; the other browser tests sign student 0 in, 
 STILL_PHOTO = "000329_00925859.jpg"
 
 
-def face_attempts(portal, since_id: int = 0) -> list:
-    return portal.query(
-        "SELECT a.id, a.outcome, a.reason, a.frames, a.scores, a.challenge, s.student_number "
-        "FROM facelogin_faceattempt a LEFT JOIN facelogin_student s ON s.id = a.student_id "
-        "WHERE a.id > ? ORDER BY a.id",
-        (since_id,),
-    )
-
-
-def last_attempt_id(portal) -> int:
-    return portal.query("SELECT COALESCE(MAX(id), 0) AS id FROM facelogin_faceattempt")[0]["id"]
 
 
 def face_sign_ins(portal, student_number: str) -> list:
@@ -79,7 +68,7 @@ def test_a_still_photo_of_an_enrolled_student_fails_the_challenge(liveness_porta
 
     portal = liveness_portal
     student, photo = still_photo(portal)
-    before = last_attempt_id(portal)
+    before = portal.last_attempt_id()
     page = launch_browser(fake_camera(photo))
     server = record_server_messages(page)
     started = time.monotonic()
@@ -114,7 +103,7 @@ def test_a_still_photo_of_an_enrolled_student_fails_the_challenge(liveness_porta
 
     # The audit row: failed for liveness, no student, the challenge not passed. Its scores are the
     # last voting frame's: the photo matched an enrolled student above the calibrated threshold.
-    attempts = face_attempts(portal, before)
+    attempts = portal.face_attempts(before)
     assert [(a["outcome"], a["reason"], a["student_number"]) for a in attempts] == [("failed", "liveness_failed", None)]
     attempt = attempts[0]
     assert attempt["frames"] == len(frames) + 1  # every frame was judged; the last got the refusal
@@ -145,11 +134,11 @@ def test_control_the_same_still_photo_signs_in_with_liveness_off(live_portal, la
 
     student, photo = still_photo(live_portal)
     assert live_portal.env["FACELOGIN_LIVENESS"] == "0"
-    before = last_attempt_id(live_portal)
+    before = live_portal.last_attempt_id()
     page = launch_browser(fake_camera(photo))
     page.goto(f"{live_portal.url}/login/face/")
     page.wait_for_url(f"{live_portal.url}/", timeout=30_000)
     expect(page.locator("#student-number")).to_have_text(student.number)
-    attempts = face_attempts(live_portal, before)
+    attempts = live_portal.face_attempts(before)
     assert [(a["outcome"], a["student_number"]) for a in attempts] == [("ticket_issued", student.number)]
     assert json.loads(attempts[0]["challenge"]) == {"liveness": "off"}

@@ -265,6 +265,14 @@ def inferred_batches(results: list[SignIn], gap_s: float = 0.03) -> dict:
     }
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat (all cores)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / tick, sum(fields[:8]) / tick
+
+
 def combined_batches(parts: list[dict]) -> dict:
     """``inferred_batches`` of each server (a batch is one server's), added up."""
     sizes: collections.Counter = collections.Counter()
@@ -382,10 +390,12 @@ def main(argv: list[str] | None = None) -> int:
                     pids = [d.process.pid for d in servers]
                     cpu0s, sched0s = [cpu_seconds(p) for p in pids], [thread_sched(p) for p in pids]
                     per_server: list[list[SignIn]] = [[] for _ in servers]
+                    machine0, bench0 = machine_cpu(), time.process_time()
                     results, started = asyncio.run(
                         run_clients([d.url for d in servers], sources, args.rounds, args.duration, args.timeout, per_server)
                     )
                     cpu1s, sched1s = [cpu_seconds(p) for p in pids], [thread_sched(p) for p in pids]
+                    machine1, bench1 = machine_cpu(), time.process_time()
                     after = workers.run()
                 finally:
                     workers.close()
@@ -435,6 +445,12 @@ def main(argv: list[str] | None = None) -> int:
                     "cpu_ms_per_frame": round((cpu1s[k] - cpu0s[k]) * 1000 / analysed_k, 1) if analysed_k else None,
                 }
             )
+    if args.servers > 1:
+        # Who else used the CPUs over the client period: this process (the clients) and the whole machine.
+        period = last - started
+        row["client_cpu_cores"] = round((bench1 - bench0) / period, 2) if period > 0 else None
+        row["machine_busy_cores"] = round((machine1[0] - machine0[0]) / period, 2) if period > 0 else None
+        row["machine_cores"] = os.cpu_count()
     row["server_cpu"] = {
         "seconds": round(cpu_s, 2),
         # over the whole client period (page loads and redemptions too), like the CPU reading
@@ -481,6 +497,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{before['frames_per_s']} frames/s before the clients ({each(before)}), {after['frames_per_s']} after ({each(after)}) "
             f"({before['per_process'][0]['frames']} frames per process, {before['frames_embedded']}/{before['frames']} embedded), "
             f"{top['cpu_ms_per_frame']} ms CPU per frame"
+        )
+        print(
+            f"CPU over the client period (cores): servers {fmt(row['server_cpu']['cores_used'])}, the clients (this process) "
+            f"{fmt(row['client_cpu_cores'])}, whole machine busy {fmt(row['machine_busy_cores'])} of {row['machine_cores']}"
         )
         print(
             "per server (sign-ins ok/all, frames analysed, frames/s, p50/p95 s, CPU ms/frame): "

@@ -6,7 +6,8 @@ large fraction of the inter-eye distance, while a tilted flat picture keeps that
 challenge therefore has at least one turn. The steps must happen in order, within a time limit, on
 one continuous face track: the face must stay in view, must not jump, and consecutive embeddings
 must look like the same person, so a photo cannot answer the identity question while someone else
-does the movements.
+does the movements. A deliberate turn that was not asked for fails the challenge: a recording that
+shows every movement in turn does not pass whatever is asked.
 
 Directions are the student's own: "turn left" means towards their left, which in the camera's
 (unmirrored) image moves the nose towards the image's right, i.e. yaw increases.
@@ -37,7 +38,10 @@ class LivenessConfig:
     # A frontal face sits within about +-13 "degrees" of yaw on our landmark scale; a deliberate turn reaches
     # 20-35. 15 asks for a clear turn without asking for a profile (which MTCNN may lose).
     turn_degrees: float = 15.0
-    frontal_degrees: float = 14.0  # real frontal photos reach +-13 (johns, 5th-95th percentile)
+    # The baseline a turn is measured from must be nearly frontal: below half a turn, so a picture and
+    # its mirror image (yaw b and -b) can never differ by a whole turn. bench.attacks found that at 14
+    # (real frontal photos reach +-13) one photo of a slightly turned head and its mirror passed a turn.
+    frontal_degrees: float = 7.0
     closer_ratio: float = 1.2  # face width grows by 20 %
     back_ratio: float = 0.83  # ... or shrinks by 17 %
     seconds_per_step: float = 7.0
@@ -108,6 +112,9 @@ class LivenessCheck:
         self._last_width: float | None = None
         self._last_embedding: np.ndarray | None = None
         self._last_seen: float | None = None
+        # Back near the baseline since the last completed step: only then does an unrequested turn count
+        # (a student still turned from the step just done is not making a wrong movement).
+        self._settled = True
 
     @property
     def passed(self) -> bool:
@@ -144,12 +151,29 @@ class LivenessCheck:
                 if state.started_at is None:
                     state.started_at = now
             return continuous
+        turned = yaw - state.baseline_yaw
+        if abs(turned) < config.turn_degrees / 2:
+            self._settled = True
         if self._step_done(state.current_step, yaw, width):
             state.history.append({"step": state.current_step, "yaw": round(yaw, 1), "width": round(width, 3)})
             state.step_index += 1
+            self._settled = False
             if state.step_index >= len(state.steps):
                 state.status = PASSED
+        elif self._settled and self._wrong_movement(state.current_step, turned):
+            state.history.append({"unrequested": "turn", "yaw": round(yaw, 1)})
+            state.status, state.reason = FAILED, "wrong_movement"
         return continuous
+
+    def _wrong_movement(self, step: str | None, turned: float) -> bool:
+        """A whole turn the current step did not ask for."""
+        if abs(turned) < self.config.turn_degrees:
+            return False
+        if step == TURN_LEFT:
+            return turned < 0
+        if step == TURN_RIGHT:
+            return turned > 0
+        return True  # a turn while asked to move closer or back
 
     def _step_done(self, step: str | None, yaw: float, width: float) -> bool:
         state, config = self.state, self.config
@@ -190,4 +214,5 @@ class LivenessCheck:
         state.step_index = 0
         state.baseline_yaw = state.baseline_width = None
         state.history.clear()
+        self._settled = True
         # The clock keeps running from the first baseline: restarting does not buy more time.

@@ -61,11 +61,34 @@ def test_turning_left_then_right_passes():
     assert _run(check, frames, clock).status == "passed"
 
 
-def test_steps_in_the_wrong_order_do_not_count():
+def test_a_movement_that_was_not_asked_for_fails_the_challenge():
+    """A recording of every movement, or a picture swapped for its mirror image, shows turns nobody asked for."""
     clock = Clock()
     check = liveness.LivenessCheck(("turn_left", "turn_right"), clock=clock)
     state = _run(check, [_frame(), _frame(yaw_offset=-0.4), _frame()], clock)
-    assert state.status == "pending" and state.step_index == 0
+    assert state.status == "failed" and state.reason == "wrong_movement" and state.step_index == 0
+    clock = Clock()
+    check = liveness.LivenessCheck(("move_closer", "turn_left"), clock=clock)
+    assert _run(check, [_frame(), _frame(yaw_offset=0.4)], clock).reason == "wrong_movement"
+    # Still turned from the step just done is not a wrong movement: the next step may begin from there.
+    clock = Clock()
+    check = liveness.LivenessCheck(("turn_right", "turn_left"), clock=clock)
+    frames = [_frame(), _frame(yaw_offset=-0.4), _frame(yaw_offset=-0.4), _frame(), _frame(yaw_offset=0.4)]
+    assert _run(check, frames, clock).status == "passed"
+
+
+def test_a_photo_and_its_mirror_image_cannot_make_a_turn():
+    """The baseline must be nearly frontal, so yaw b and its mirror -b differ by less than a turn."""
+    clock = Clock()
+    check = liveness.LivenessCheck(("turn_right", "move_closer"), clock=clock)
+    slightly_turned = 0.1  # yaw ~ +11 on the landmark scale: frontal enough to the eye, not to the check
+    state = _run(check, [_frame(yaw_offset=slightly_turned), _frame(yaw_offset=-slightly_turned)] * 5, clock)
+    assert state.baseline_yaw is None and state.step_index == 0 and state.status == "pending"
+    clock = Clock()
+    check = liveness.LivenessCheck(("turn_right", "move_closer"), clock=clock)
+    barely = 0.055  # yaw ~ +6: inside the frontal band, but its mirror (~ -6) is not a whole turn away
+    state = _run(check, [_frame(yaw_offset=barely), _frame(yaw_offset=-barely)] * 5, clock)
+    assert state.baseline_yaw is not None and state.step_index == 0
 
 
 def test_moving_closer_and_back_are_measured_from_the_face_width():

@@ -82,25 +82,44 @@ def background_people(count: int = 12) -> list[Path]:
     return sorted((p for p in ORL.iterdir() if p.is_dir()), key=lambda p: int(p.name[1:]))[:count]
 
 
-def enrol_background(make_student, count: int = 12) -> list:
-    """Enrol ORL people directly with their (cached) embeddings: quick, and the same data as a real run."""
+def enrol_accepted(student, photos: list[Path]) -> int:
+    """Accepted enrolment rows with the photos' real (cached) embeddings, skipping photos the pipeline
+    refuses: the same data as a real enrolment, without running it per test."""
     import hashlib
 
     from facelogin.models import EnrolmentPhoto
     from facelogin.services import biometrics
 
+    count = 0
+    for photo in photos:
+        if embedding_of(photo) is None:  # the few ORL photos that fail a quality check
+            continue
+        EnrolmentPhoto.objects.create(
+            student=student,
+            state=EnrolmentPhoto.State.ACCEPTED,
+            content_sha256=hashlib.sha256(photo.read_bytes()).hexdigest(),
+            embedding=biometrics.seal_embedding(embedding_of(photo)),
+            model_name="casia-webface",
+        )
+        count += 1
+    return count
+
+
+def enrol_people(make_student, people: list[Path], number_prefix: str) -> dict:
+    """{person: student} for these people, numbered ``<prefix>1``, ``<prefix>2``, ..., each enrolled
+    with their first six photos."""
+    students = {}
+    for index, person in enumerate(people, start=1):
+        students[person] = make_student(f"{number_prefix}{index}", full_name=person.name.replace("_", " "))
+        enrol_accepted(students[person], enrol_photos(person))
+    return students
+
+
+def enrol_background(make_student, count: int = 12) -> list:
+    """ORL people enrolled beside the people a test is about (their first five photos)."""
     students = []
     for person in background_people(count):
         student = make_student(f"ORL{int(person.name[1:]):04d}", full_name=f"ORL {person.name}")
-        for photo in photos_of(person)[:5]:
-            if embedding_of(photo) is None:  # the few ORL photos that fail a quality check
-                continue
-            EnrolmentPhoto.objects.create(
-                student=student,
-                state=EnrolmentPhoto.State.ACCEPTED,
-                content_sha256=hashlib.sha256(photo.read_bytes()).hexdigest(),
-                embedding=biometrics.seal_embedding(embedding_of(photo)),
-                model_name="casia-webface",
-            )
+        enrol_accepted(student, photos_of(person)[:5])
         students.append(student)
     return students

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 
 import numpy as np
@@ -14,8 +13,7 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.test import Client
 
 from facelogin import protocol
-from facelogin.models import EnrolmentPhoto, FaceAttempt, SignIn
-from facelogin.services import biometrics
+from facelogin.models import FaceAttempt, SignIn
 from facelogin.services.recognition import engine
 from facelogin.services.training import classifier_train
 from portal.asgi import application
@@ -38,18 +36,7 @@ def _fresh_throttles_and_model(settings):
 @pytest.fixture
 def enrolled(make_student):
     """Three real people enrolled (six photos each) and a classifier trained on them."""
-    students = {}
-    for index, person in enumerate(faces.johns()[:3], start=1):
-        student = make_student(f"2026J00{index}", full_name=person.name.replace("_", " "))
-        for photo in faces.enrol_photos(person):
-            EnrolmentPhoto.objects.create(
-                student=student,
-                state=EnrolmentPhoto.State.ACCEPTED,
-                content_sha256=hashlib.sha256(photo.read_bytes()).hexdigest(),
-                embedding=biometrics.seal_embedding(faces.embedding_of(photo)),
-                model_name="casia-webface",
-            )
-        students[person] = student
+    students = faces.enrol_people(make_student, faces.johns()[:3], "2026J00")
     faces.enrol_background(make_student)
     version = classifier_train(trigger="test")
     assert version.is_active, version.error

@@ -18,7 +18,6 @@ Bounded for the 2-core machine: a few dozen examples per property, each one atte
 from __future__ import annotations
 
 import gc
-import hashlib
 import io
 import json
 import re
@@ -39,8 +38,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from facelogin import protocol
-from facelogin.models import EnrolmentPhoto
-from facelogin.services import biometrics, enrolment
+from facelogin.services import enrolment
 from facelogin.services.training import classifier_train
 from portal.asgi import application
 from tests import faces
@@ -305,16 +303,7 @@ async def run_attempt(frames: list[bytes | str], headers: list[tuple[bytes, byte
 @pytest.fixture
 def gallery(make_student, settings):
     """Two real people enrolled (six photos each) beside 12 ORL people, and a trained classifier."""
-    for index, person in enumerate(faces.johns()[:2], start=1):
-        student = make_student(f"2026F00{index}", full_name=person.name.replace("_", " "))
-        for photo in faces.enrol_photos(person):
-            EnrolmentPhoto.objects.create(
-                student=student,
-                state=EnrolmentPhoto.State.ACCEPTED,
-                content_sha256=hashlib.sha256(photo.read_bytes()).hexdigest(),
-                embedding=biometrics.seal_embedding(faces.embedding_of(photo)),
-                model_name="casia-webface",
-            )
+    faces.enrol_people(make_student, faces.johns()[:2], "2026F00")
     faces.enrol_background(make_student)
     version = classifier_train(trigger="test")
     assert version.is_active, version.error

@@ -138,12 +138,14 @@ def photo_process(*, photo_id: int, analyzer=None) -> EnrolmentPhoto | None:
             analyzer = engine().analyzer
         data = biometrics.unseal(photo.original, context=b"original")
         analysis = analyzer.analyze_bytes(data, purpose="enrol", formats=ENROL_FORMATS)
-    except errors.ModelUnavailable:
-        # Back in the queue, untouched: the task retries later, and requeue_photos finds it after that.
-        EnrolmentPhoto.objects.filter(pk=photo_id).update(state=EnrolmentPhoto.State.QUEUED, progress=0)
-        raise
     except errors.PipelineError as exc:
+        if isinstance(exc, errors.ModelUnavailable):
+            _back_to_queue(photo_id)
+            raise
         return _reject(photo, exc.code)
+    except Exception:
+        _back_to_queue(photo_id)  # a bug or an outage, not the photo's fault: never stuck in "processing"
+        raise
     if analysis.quality is not None and not analysis.quality.ok:
         return _reject(photo, analysis.quality.reasons[0], quality=_quality_json(analysis.quality))
     if _is_duplicate(photo, analysis.embedding, model_name()):
@@ -165,6 +167,11 @@ def photo_process(*, photo_id: int, analyzer=None) -> EnrolmentPhoto | None:
 
         retrain_request(reason=f"photo accepted for {photo.student.student_number}", actor=photo.uploaded_by)
     return photo
+
+
+def _back_to_queue(photo_id: int) -> None:
+    """Untouched, for the task's retry or, after that, requeue_photos."""
+    EnrolmentPhoto.objects.filter(pk=photo_id).update(state=EnrolmentPhoto.State.QUEUED, progress=0)
 
 
 def _reject(photo: EnrolmentPhoto, reason: str, *, quality: dict | None = None) -> EnrolmentPhoto:

@@ -51,3 +51,20 @@ def test_an_enrolment_photo_waits_for_the_model_instead_of_being_rejected(weight
         enrolment.photo_process(photo_id=photo.pk)
     photo.refresh_from_db()
     assert photo.state == "queued" and photo.original is not None and photo.attempts == 1
+
+
+def test_an_unexpected_error_puts_the_photo_back_in_the_queue(make_student, monkeypatch):
+    student = make_student("20260001")
+    monkeypatch.setattr(enrolment, "photos_enqueue", lambda ids: 0)
+    path = faces.enrol_photos(faces.johns()[0])[0]
+    (photo,) = enrolment.photos_submit(student=student, uploads=[enrolment.Upload(path.name, path.read_bytes())], retrain=False)
+
+    class Broken:
+        def analyze_bytes(self, *args, **kwargs):
+            raise MemoryError("the worker ran out of memory")
+
+    with pytest.raises(MemoryError):
+        enrolment.photo_process(photo_id=photo.pk, analyzer=Broken())
+    photo.refresh_from_db()
+    assert photo.state == "queued" and photo.original is not None
+    assert enrolment.photo_process(photo_id=photo.pk).state == "accepted"  # the retry succeeds

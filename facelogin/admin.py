@@ -361,9 +361,16 @@ def retrain_now(modeladmin, request, queryset):
     modeladmin.message_user(request, _("Retraining has started; the new version appears here when it is ready."))
 
 
+TRAINING_STAGES = {
+    "reading": _("Reading the enrolled faces…"),
+    "training": _("Training and calibrating…"),
+    "storing": _("Storing the new version…"),
+}
+
+
 @admin.register(ClassifierVersion)
 class ClassifierVersionAdmin(DeploymentWarningsMixin, admin.ModelAdmin):
-    list_display = ["id", "created_at", "status", "is_active", "classifier", "model_name", "gallery_students", "threshold", "stranger_chance", "holdout_accuracy", "trigger"]
+    list_display = ["id", "created_at", "status_or_progress", "is_active", "classifier", "model_name", "gallery_students", "threshold", "stranger_chance", "holdout_accuracy", "trigger"]
     list_filter = ["status", "is_active", "classifier", "model_name"]
     fields = ["status", "is_active", "activated_at", "trigger", "triggered_by", "model_name", "classifier", "gallery_students", "gallery_embeddings", "stranger_match", "thresholds", "metrics", "error", "created_at"]
     readonly_fields = fields
@@ -379,6 +386,15 @@ class ClassifierVersionAdmin(DeploymentWarningsMixin, admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer("artifact")  # up to hundreds of MB each
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_or_progress(self, version: ClassifierVersion):
+        if version.status != ClassifierVersion.Status.TRAINING:
+            return version.get_status_display()
+        stage = TRAINING_STAGES.get(version.stage, version.get_status_display())
+        return format_html(
+            '<progress class="retrain-progress" max="100" value="{}" aria-label="{}"></progress> {}', version.progress, stage, stage
+        )
 
     @admin.display(description=_("similarity threshold"))
     def threshold(self, version: ClassifierVersion):

@@ -175,6 +175,9 @@ class ClassifierVersion(models.Model):
     error = models.TextField(blank=True)
     artifact = models.BinaryField(null=True, blank=True)  # encrypted TrainedModel bytes
     request_token = models.PositiveBigIntegerField(null=True, blank=True)  # the RetrainRequest it answered
+    # While training: how far it got (shown as a progress bar in the admin; written by the worker).
+    progress = models.PositiveSmallIntegerField(default=0)
+    stage = models.CharField(max_length=32, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

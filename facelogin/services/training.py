@@ -171,6 +171,7 @@ def classifier_train(
         if config["TRAINING_PAUSE_SECONDS"]:
             time.sleep(config["TRAINING_PAUSE_SECONDS"])  # lets the crash-recovery test kill a worker here
         update = None
+        _stage(version, 10, "reading")
         if not full:
             try:
                 update = _train_incremental(model_name=model_name)
@@ -181,6 +182,7 @@ def classifier_train(
             version.gallery_students, version.gallery_embeddings = trained.gallery.n_labels, trained.gallery.n_rows
         else:
             embeddings, labels = gallery_arrays(model_name=model_name)
+            _stage(version, 30, "training")
             students = len(set(labels))
             version.gallery_students, version.gallery_embeddings = students, len(labels)
             if students < 2:
@@ -190,8 +192,10 @@ def classifier_train(
                 embeddings, labels, kind=config["CLASSIFIER"], target_fpir=config["TARGET_FPIR"], model_name=model_name,
                 ceiling=config["MAX_THRESHOLD"],
             )
+        _stage(version, 85, "storing")
         version.thresholds = _json_safe({"similarity": trained.threshold, **trained.calibration.to_dict()})
         version.metrics = _json_safe(trained.metrics)
+        version.progress, version.stage = 100, ""
         version.artifact = biometrics.seal(stored.to_bytes(), context=b"classifier")
         accuracy = trained.metrics.get("holdout", {}).get("rank1_accuracy")
         if accuracy is not None and accuracy < config["MIN_HOLDOUT_ACCURACY"]:
@@ -209,6 +213,12 @@ def classifier_train(
         logger.warning("classifier training failed: %s", exc)
         return version
     return classifier_activate(version=version, actor=actor, action=audit.BiometricAction.Action.RETRAIN)
+
+
+def _stage(version: ClassifierVersion, progress: int, stage: str) -> None:
+    """Visible at once to the admin (another process): an update outside the version's own save."""
+    version.progress, version.stage = progress, stage
+    ClassifierVersion.objects.filter(pk=version.pk).update(progress=progress, stage=stage)
 
 
 def _train_incremental(*, model_name: str):

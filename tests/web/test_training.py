@@ -311,3 +311,25 @@ def test_the_worker_starts_the_next_step_from_the_model_it_kept(make_student, in
     version = training.classifier_train(trigger="another")
     assert version.metrics["incremental"]["steps"] == 2
     assert len(read) == 1 and read[0] < 100_000  # the last step's changes, not the full version
+
+
+def test_a_retrain_reports_its_progress_and_the_admin_shows_it(make_student, admin_client, monkeypatch):
+    from facelogin.services import training as service
+
+    gallery(make_student, 3)
+    seen = []
+    original = service._stage
+
+    def watch(version, progress, stage):
+        original(version, progress, stage)
+        row = ClassifierVersion.objects.get(pk=version.pk)  # what another process (the admin) reads
+        seen.append((row.progress, row.stage))
+        if stage == "training":
+            page = admin_client.get("/admin/facelogin/classifierversion/").content.decode()
+            seen.append('class="retrain-progress"' in page and "Training and calibrating" in page)
+
+    monkeypatch.setattr(service, "_stage", watch)
+    version = service.classifier_train(trigger="test", full=True)
+    assert seen == [(10, "reading"), (30, "training"), True, (85, "storing")]
+    assert (version.progress, version.stage, version.status) == (100, "", "ready")
+    assert 'class="retrain-progress"' not in admin_client.get("/admin/facelogin/classifierversion/").content.decode()

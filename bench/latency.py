@@ -42,6 +42,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bench.portal import (
+    add_portal_options,
     LIVENESS_FRONTAL,
     LIVENESS_TURNED,
     RESULTS,
@@ -260,11 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--liveness-signins", type=int, default=5, help="sign-ins with liveness on, 0 to skip (default 5)")
     parser.add_argument("--orl", type=int, default=12, help="ORL people enrolled beside the 5 johns (default 12)")
     parser.add_argument("--target-fpir", type=float, default=0.001, help="FACELOGIN_TARGET_FPIR for the portal (default: the portal's 0.001)")
-    parser.add_argument("--timeout", type=float, default=45.0, help="seconds one sign-in may take before it counts as failed")
-    parser.add_argument(
-        "--server-env", action="append", default=[], metavar="NAME=VALUE", help="extra environment for daphne, mirrored in this process (repeatable)"
-    )
-    parser.add_argument("--portal-dir", type=Path, help="keep the seeded portal here and reuse it next time (default: a temp dir)")
+    add_portal_options(parser)
     parser.add_argument("--quick", action="store_true", help="smoke run: 8 frames per size, 2 + 1 sign-ins, 10 ORL people")
     parser.add_argument("--json", type=Path, default=RESULTS / "latency.json")
     args = parser.parse_args(argv)

@@ -59,6 +59,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bench.portal import (
+    add_portal_options,
     RESULTS,
     FrameSource,
     SignIn,
@@ -322,13 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients, each a distinct enrolled student (default 8)")
     parser.add_argument("--rounds", type=int, default=2, help="sign-ins per client, back to back (default 2)")
     parser.add_argument("--duration", type=float, default=300.0, help="no new sign-in starts after this many seconds (default 300)")
-    parser.add_argument("--timeout", type=float, default=45.0, help="seconds one sign-in may take before it counts as failed")
     parser.add_argument("--ceiling-frames", type=int, default=64, help="frames the ceiling measures, before and after (default 64)")
     parser.add_argument("--orl", type=int, default=40, help="ORL people enrolled beside the 5 johns (default 40)")
-    parser.add_argument(
-        "--server-env", action="append", default=[], metavar="NAME=VALUE", help="extra environment for daphne, mirrored in this process (repeatable)"
-    )
-    parser.add_argument("--portal-dir", type=Path, help="keep the seeded portal here and reuse it next time (default: a temp dir)")
+    add_portal_options(parser)
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, 10 ORL people, a short ceiling")
     parser.add_argument("--json", type=Path, help="default bench/results/load-<clients>.json (load-<clients>-s<K>.json with --servers K > 1)")
     parser.add_argument(

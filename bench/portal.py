@@ -614,3 +614,12 @@ def write_json(path: Path, payload: dict) -> None:
 
 def print_settings(settings: dict[str, str], printer: Callable[[str], None] = print) -> None:
     printer("portal settings beyond the defaults: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+
+
+def add_portal_options(parser) -> None:
+    """The options every benchmark that runs a live portal takes."""
+    parser.add_argument("--timeout", type=float, default=45.0, help="seconds one sign-in may take before it counts as failed")
+    parser.add_argument(
+        "--server-env", action="append", default=[], metavar="NAME=VALUE", help="extra environment for daphne, mirrored in this process (repeatable)"
+    )
+    parser.add_argument("--portal-dir", type=Path, help="keep the seeded portal here and reuse it next time (default: a temp dir)")

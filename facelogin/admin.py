@@ -158,7 +158,7 @@ class StudentAdmin(DeploymentWarningsMixin, admin.ModelAdmin):
         fields = list(StudentForm.Meta.fields)
         if obj is None:
             return [*fields, "password"]  # photos only after consent is recorded on the saved student
-        photos = ["face_photos"] if consent.consent_active(student=obj) else []  # no consent, no upload
+        photos = ["face_photos"] if obj.has_consent else []  # no consent, no upload (get_queryset's annotation)
         return [*fields, "consent_status", "face_enrolment", *photos, "created_at", "updated_at"]
 
     def get_queryset(self, request):

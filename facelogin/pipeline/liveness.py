@@ -154,7 +154,7 @@ class LivenessCheck:
         turned = yaw - state.baseline_yaw
         if abs(turned) < config.turn_degrees / 2:
             self._settled = True
-        if self._step_done(state.current_step, yaw, width):
+        if self._step_done(state.current_step, turned, width):
             state.history.append({"step": state.current_step, "yaw": round(yaw, 1), "width": round(width, 3)})
             state.step_index += 1
             self._settled = False
@@ -175,9 +175,8 @@ class LivenessCheck:
             return turned > 0
         return True  # a turn while asked to move closer or back
 
-    def _step_done(self, step: str | None, yaw: float, width: float) -> bool:
+    def _step_done(self, step: str | None, turned: float, width: float) -> bool:
         state, config = self.state, self.config
-        turned = yaw - state.baseline_yaw
         if step == TURN_LEFT:
             return turned >= config.turn_degrees
         if step == TURN_RIGHT:

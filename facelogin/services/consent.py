@@ -37,16 +37,24 @@ def consent_require(*, student: Student) -> FaceConsent:
     return consent
 
 
+def _active_locked(student: Student) -> FaceConsent | None:
+    return FaceConsent.objects.select_for_update().filter(student=student, ended_at__isnull=True).first()
+
+
+def _end(consent: FaceConsent, *, actor, reason: str) -> None:
+    consent.ended_at, consent.ended_by, consent.ended_reason = timezone.now(), actor, reason
+    consent.save(update_fields=["ended_at", "ended_by", "ended_reason"])
+
+
 @transaction.atomic
 def consent_record(*, student: Student, method: str, actor=None) -> FaceConsent:
     """Record consent to the current text. Consent to an older text is ended as renewed."""
     version = current_text_version()
-    active = FaceConsent.objects.select_for_update().filter(student=student, ended_at__isnull=True).first()
+    active = _active_locked(student)
     if active is not None and active.text_version == version:
         return active
     if active is not None:
-        active.ended_at, active.ended_by, active.ended_reason = timezone.now(), actor, FaceConsent.Ended.RENEWED
-        active.save(update_fields=["ended_at", "ended_by", "ended_reason"])
+        _end(active, actor=actor, reason=FaceConsent.Ended.RENEWED)
     consent = FaceConsent.objects.create(student=student, text_version=version, method=method, recorded_by=actor)
     audit.biometric_action_record(
         action=BiometricAction.Action.CONSENT, actor=actor, student=student, version=version, method=method
@@ -59,10 +67,9 @@ def consent_withdraw(*, student: Student, actor=None) -> int:
     from facelogin.services.enrolment import face_data_delete
 
     with transaction.atomic():
-        active = FaceConsent.objects.select_for_update().filter(student=student, ended_at__isnull=True).first()
+        active = _active_locked(student)
         if active is not None:
-            active.ended_at, active.ended_by, active.ended_reason = timezone.now(), actor, FaceConsent.Ended.WITHDRAWN
-            active.save(update_fields=["ended_at", "ended_by", "ended_reason"])
+            _end(active, actor=actor, reason=FaceConsent.Ended.WITHDRAWN)
             audit.biometric_action_record(
                 action=BiometricAction.Action.WITHDRAW, actor=actor, student=student, version=active.text_version
             )

@@ -138,13 +138,12 @@ def photo_process(*, photo_id: int, analyzer=None) -> EnrolmentPhoto | None:
             analyzer = engine().analyzer
         data = biometrics.unseal(photo.original, context=b"original")
         analysis = analyzer.analyze_bytes(data, purpose="enrol", formats=ENROL_FORMATS)
-    except errors.PipelineError as exc:
-        if isinstance(exc, errors.ModelUnavailable):
-            _back_to_queue(photo_id)
-            raise
-        return _reject(photo, exc.code)
-    except Exception:
-        _back_to_queue(photo_id)  # a bug or an outage, not the photo's fault: never stuck in "processing"
+    except Exception as exc:
+        if isinstance(exc, errors.PipelineError) and not isinstance(exc, errors.ModelUnavailable):
+            return _reject(photo, exc.code)  # the photo's own fault
+        # The model, a bug or an outage: back in the queue for the task's retry or, after that,
+        # requeue_photos; never stuck in "processing".
+        EnrolmentPhoto.objects.filter(pk=photo_id).update(state=EnrolmentPhoto.State.QUEUED, progress=0)
         raise
     if analysis.quality is not None and not analysis.quality.ok:
         return _reject(photo, analysis.quality.reasons[0], quality=_quality_json(analysis.quality))
@@ -167,11 +166,6 @@ def photo_process(*, photo_id: int, analyzer=None) -> EnrolmentPhoto | None:
 
         retrain_request(reason=f"photo accepted for {photo.student.student_number}", actor=photo.uploaded_by)
     return photo
-
-
-def _back_to_queue(photo_id: int) -> None:
-    """Untouched, for the task's retry or, after that, requeue_photos."""
-    EnrolmentPhoto.objects.filter(pk=photo_id).update(state=EnrolmentPhoto.State.QUEUED, progress=0)
 
 
 def _reject(photo: EnrolmentPhoto, reason: str, *, quality: dict | None = None) -> EnrolmentPhoto:

@@ -139,7 +139,7 @@ class FaceAttempt:
         model = await engine.current_model_async()
         if model is None:
             return await self.fail("unavailable", protocol.Close.UNAVAILABLE)
-        vote = recognition.frame_vote(model, analysis, claim=self.claim_label if self.verifying else None)
+        vote = recognition.frame_vote(model, analysis, claim=self.claim_label)  # None unless verifying
         if vote.label is not None or not self.last_scores:
             self.last_scores = recognition.vote_scores(vote)
 

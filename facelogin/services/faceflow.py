@@ -77,7 +77,7 @@ def face_page_context(request: HttpRequest) -> dict:
     claim = request.session.get(CLAIM_SESSION_KEY) if verify else None
     return {
         "ws_path": "/" + protocol.WEBSOCKET_PATH,
-        "next": safe_next(request, request.GET.get("next") or request.POST.get("next")),
+        "next": safe_next(request, request.GET.get("next")),
         "messages_for_js": face_page_messages(),
         "liveness_off": not settings.FACELOGIN.get("LIVENESS", True),
         "verify": verify,

@@ -56,10 +56,11 @@ class Engine:
     """Per-process models: the analyser, the frame batcher and the active classifier."""
 
     def __init__(self) -> None:
+        import torch
+        from threadpoolctl import threadpool_limits
+
         from facelogin.pipeline.analyze import FaceAnalyzer
         from facelogin.pipeline.embed import get_embedder
-
-        import torch
 
         config = face_settings()
         # Process-wide and deliberate: MTCNN runs on torch whatever the embedder. At torch's default (a
@@ -68,8 +69,6 @@ class Engine:
         torch.set_num_threads(config["TORCH_THREADS"])
         # numpy's BLAS too: the gallery search at 30,000 students took 12 ms on two threads against
         # 7.4 ms on one, in a process whose other thread is busy with the next frame (bench.gallery).
-        from threadpoolctl import threadpool_limits
-
         threadpool_limits(limits=config["TORCH_THREADS"])
         self.model_name = config["MODEL"]
         embedder = get_embedder(prepare_embedding_weights(), threads=config["TORCH_THREADS"], backend=config["EMBEDDER"])
@@ -186,18 +185,7 @@ def frame_vote(model, analysis, *, claim: str | None = None):
 
     if claim is None:
         return vote_analysis(model, analysis)
-    return vote_claim(model, analysis, claim, verification_threshold(model))
-
-
-_verification: tuple[object, float] | None = None  # (model, threshold) of the last model asked about
-
-
-def verification_threshold(model) -> float:
-    global _verification
-    cached = _verification
-    if cached is None or cached[0] is not model:
-        cached = _verification = (model, model.calibration.verification()[0])
-    return cached[1]
+    return vote_claim(model, analysis, claim, model.calibration.verification()[0])  # ~0.1 ms
 
 
 def decision_progress(decision) -> float:

@@ -79,6 +79,8 @@ def test_the_page_asks_for_the_student_number_first(client, settings, db):
     assert 'id="claim-student-number"' in first and "face_login.js" not in first
     assert client.post("/login/face/", {"student_number": "  "}, follow=True).status_code == 200
     assert client.session.get(CLAIM_SESSION_KEY) is None
+    refused = client.post("/login/face/", {"student_number": "9" * 33}, follow=True).content.decode()
+    assert client.session.get(CLAIM_SESSION_KEY) is None and "Enter your student number." in refused
     response = client.post("/login/face/", {"student_number": " 2026J001 ", "next": "/"})
     assert response.status_code == 302 and response["Location"] == "/login/face/?next=%2F"
     assert client.session[CLAIM_SESSION_KEY] == "2026J001"

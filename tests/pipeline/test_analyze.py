@@ -192,6 +192,13 @@ def test_a_black_frame_is_not_brightened_into_noise(analyzer: FaceAnalyzer) -> N
 
 
 # --- batches -------------------------------------------------------------------------------------
+def assert_same_face(a, b) -> None:
+    assert (a is None) == (b is None)
+    if a is not None:
+        assert np.allclose(a.box, b.box, atol=0.01) and np.allclose(a.landmarks, b.landmarks, atol=0.01)
+        assert abs(a.probability - b.probability) < 1e-4
+
+
 def test_a_batch_embeds_in_one_call_and_equals_single_analysis(analyzer: FaceAnalyzer, counting: CountingEmbedder, faces_dir: Path) -> None:
     simm = sorted((faces_dir / "johns" / "John_Simm").glob("*.jpg"))
     frames = [
@@ -212,7 +219,7 @@ def test_a_batch_embeds_in_one_call_and_equals_single_analysis(analyzer: FaceAna
         if single is None:
             continue
         assert isinstance(batched, FrameAnalysis)
-        assert batched.face == single.face
+        assert_same_face(batched.face, single.face)  # detected together in the batch: float noise only
         assert batched.detection.count == single.detection.count
         if single.embedding is None:
             assert batched.embedding is None

@@ -164,3 +164,52 @@ def test_a_smaller_detection_copy_finds_the_same_face_in_a_webcam_frame(detector
     np.testing.assert_allclose(small.largest.landmarks, full.largest.landmarks, atol=6)
     # Never a larger copy than configured: 2000 asks nothing more than the default 640.
     np.testing.assert_allclose(detector.detect(frame, max_side=2000).largest.box, full.largest.box, atol=1e-3)
+
+
+# --- batches -------------------------------------------------------------------------------------
+def webcam_frame(faces_dir: Path, name: str, shift: int = 0) -> np.ndarray:
+    """A 320x240 frame like a login frame at the detection size, the portrait pasted ``shift`` px right."""
+    canvas = Image.new("RGB", (320, 240), (90, 90, 90))
+    face = Image.fromarray(photo(faces_dir, name)).copy()
+    face.thumbnail((200, 200))
+    canvas.paste(face, (60 + shift, 20))
+    return np.asarray(canvas)
+
+
+def same_detection(a: types.Detection, b: types.Detection) -> bool:
+    if a.count != b.count or a.image_size != b.image_size:
+        return False
+    return all(
+        np.allclose(fa.box, fb.box, atol=0.01) and np.allclose(fa.landmarks, fb.landmarks, atol=0.01)
+        for fa, fb in zip(a.faces, b.faces)
+    )
+
+
+def test_a_batch_finds_what_each_image_alone_finds(detector: FaceDetector, faces_dir: Path) -> None:
+    images = [webcam_frame(faces_dir, name, shift=i * 3) for i, name in enumerate(SINGLE_PHOTOS)]
+    images += [
+        np.full((240, 320, 3), 128, dtype=np.uint8),  # same size, no face
+        photo(faces_dir, "multiface.jpg"),  # another size: detected on its own
+        np.zeros((20, 30, 3), dtype=np.uint8),  # smaller than the smallest face
+    ]
+    batched = detector.detect_batch(images)
+    assert [d.count for d in batched] == [1, 1, 1, 1, 1, 0, 6, 0]
+    for image, detection in zip(images, batched, strict=True):
+        assert same_detection(detection, detector.detect(image))
+
+
+def test_a_batch_mtcnn_cannot_take_at_once_is_detected_one_by_one(faces_dir: Path) -> None:
+    class FailingOnBatches(FaceDetector):
+        def _run_mtcnn(self, small):
+            return None if isinstance(small, list) else super()._run_mtcnn(small)
+
+    images = [webcam_frame(faces_dir, name) for name in SINGLE_PHOTOS[:3]]
+    assert [d.count for d in FailingOnBatches().detect_batch(images)] == [1, 1, 1]
+
+
+def test_the_nets_run_channels_last(detector: FaceDetector) -> None:
+    import torch
+
+    detector.load()
+    conv = detector._model().onet.conv1.weight  # channels-last max-pool is ~10x faster here (module doc)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()

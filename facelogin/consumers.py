@@ -26,6 +26,13 @@ logger = logging.getLogger(__name__)
 TOO_FAST_BEFORE_CLOSE = 20
 
 
+def _session_facts(session) -> tuple[str | None, str | None]:
+    """(session key, claimed student number). Reading the session loads it, so a cookie naming no live
+    session gives key None; one trip to the database, where AuthMiddleware would also load the user."""
+    claim = session.get(CLAIM_SESSION_KEY)  # verify mode: the student number the page stored
+    return session.session_key, claim
+
+
 class FaceLoginConsumer(AsyncWebsocketConsumer):
     attempt: FaceAttempt | None = None
 
@@ -36,15 +43,14 @@ class FaceLoginConsumer(AsyncWebsocketConsumer):
         self.too_fast_in_a_row = 0
         await self.accept()
         session = self.scope.get("session")
-        session_key = session.session_key if session is not None else None
+        session_key, claim = await database_sync_to_async(_session_facts)(session) if session is not None else (None, None)
         if not session_key:
             await self.close(code=protocol.Close.NO_SESSION)
             return
         headers = dict(self.scope.get("headers") or [])
         client = self.scope.get("client") or (None, None)
-        claim = None
-        if settings.FACELOGIN["MODE"] == "verify":  # the student number the page stored in the session
-            claim = await database_sync_to_async(session.get)(CLAIM_SESSION_KEY)
+        if settings.FACELOGIN["MODE"] != "verify":
+            claim = None
         self.attempt = FaceAttempt(
             ip=client[0],
             session_key=session_key,

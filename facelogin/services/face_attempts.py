@@ -72,13 +72,11 @@ class FaceAttempt:
     # --- start --------------------------------------------------------------------------------
     async def begin(self) -> Outcome | None:
         """None when the attempt may go on (send ``hello()``), else the refusal to send."""
-        verdict = await database_sync_to_async(throttle.attempt_start)(ip=self.ip, session_key=self.session_key, claim=self.claim)
+        verdict = await database_sync_to_async(self._start_now)()
         if not verdict.allowed:
             return await self._throttled(verdict)
-        if self.verifying:
-            if not self.claim:
-                return await self.fail("no_claim", protocol.Close.NO_CLAIM)
-            self.claim_label = await database_sync_to_async(_claimed_label)(self.claim)
+        if self.verifying and not self.claim:
+            return await self.fail("no_claim", protocol.Close.NO_CLAIM)
         engine = await recognition.engine_async()
         model = await engine.current_model_async() if engine is not None else None
         if model is None:
@@ -89,6 +87,12 @@ class FaceAttempt:
         if self.config["LIVENESS"]:
             self.liveness = LivenessCheck(random_challenge())
         return None
+
+    def _start_now(self) -> throttle.Verdict:
+        verdict = throttle.attempt_start(ip=self.ip, session_key=self.session_key, claim=self.claim)
+        if verdict.allowed and self.verifying and self.claim:
+            self.claim_label = _claimed_label(self.claim)
+        return verdict
 
     @property
     def verifying(self) -> bool:
@@ -196,40 +200,49 @@ class FaceAttempt:
         }
 
     # --- endings ------------------------------------------------------------------------------
+    # Each ending is one trip to a database thread (student, throttle, ticket and audit row together):
+    # under load every extra trip cost a thread switch and, on SQLite, a new connection.
     async def _accept(self, label: str) -> Outcome:
-        student = await database_sync_to_async(_active_student)(label)
+        return await database_sync_to_async(self._accept_now)(label)
+
+    def _accept_now(self, label: str) -> Outcome:
+        student = _active_student(label)
         if student is None:  # suspended, graduated, blocked or deleted since the last retrain
-            return await self.fail("not_recognised", protocol.Close.NOT_RECOGNISED, audit_reason="inactive_student")
-        verdict = await database_sync_to_async(throttle.student_recognised)(student_id=student.pk)
+            return self._fail_now("not_recognised", protocol.Close.NOT_RECOGNISED, audit_reason="inactive_student")
+        verdict = throttle.student_recognised(student_id=student.pk)
         if not verdict.allowed:
-            return await self._throttled(verdict, student=student)
-        ticket = await database_sync_to_async(ticket_issue)(
-            student=student, session_key=self.session_key, scores=self.last_scores
-        )
+            return self._throttled_now(verdict, student=student)
+        ticket = ticket_issue(student=student, session_key=self.session_key, scores=self.last_scores)
         self.finished = True
-        await self._audit("ticket_issued", student=student)
+        self._record("ticket_issued", student=student)
         return Outcome(
             {"type": "success", "ticket": ticket.token, "expires_in": ticket.expires_in}, protocol.Close.NORMAL
         )
 
-    async def _throttled(self, verdict: throttle.Verdict, *, student: Student | None = None) -> Outcome:
+    async def _throttled(self, verdict: throttle.Verdict) -> Outcome:
+        return await database_sync_to_async(self._throttled_now)(verdict)
+
+    def _throttled_now(self, verdict: throttle.Verdict, *, student: Student | None = None) -> Outcome:
         self.finished = True
-        await self._audit("throttled", student=student, reason=verdict.scope)
+        self._record("throttled", student=student, reason=verdict.scope)
         return Outcome({"type": "throttled", "retry_after": verdict.retry_after}, protocol.Close.THROTTLED)
 
     async def fail(self, reason: str, close_code: int, *, reply_reason: str | None = None, audit_reason: str = "") -> Outcome:
-        await self._count_failure(audit_reason or reason)
+        return await database_sync_to_async(self._fail_now)(reason, close_code, reply_reason=reply_reason, audit_reason=audit_reason)
+
+    def _fail_now(self, reason: str, close_code: int, *, reply_reason: str | None = None, audit_reason: str = "") -> Outcome:
+        self._count_failure(audit_reason or reason)
         return Outcome({"type": "failed", "reason": reply_reason or reason}, close_code)
 
     async def violation(self, code: str, close_code: int) -> Outcome:
         """The client broke the protocol (text frame, oversized frame, flooding): a failed attempt."""
-        await self._count_failure(code)
+        await database_sync_to_async(self._count_failure)(code)
         return Outcome({"type": "error", "code": code}, close_code)
 
-    async def _count_failure(self, reason: str) -> None:
+    def _count_failure(self, reason: str) -> None:
         self.finished = True
-        await database_sync_to_async(throttle.attempt_failed)(ip=self.ip, session_key=self.session_key, claim=self.claim)
-        await self._audit("failed", reason=reason)
+        throttle.attempt_failed(ip=self.ip, session_key=self.session_key, claim=self.claim)
+        self._record("failed", reason=reason)
 
     async def abandon(self) -> None:
         """The browser went away before a decision."""
@@ -237,8 +250,11 @@ class FaceAttempt:
             self.finished = True
             await self._audit("abandoned")
 
-    async def _audit(self, outcome: str, *, student: Student | None = None, reason: str = "") -> None:
-        await database_sync_to_async(audit.face_attempt_record)(
+    async def _audit(self, outcome: str, *, reason: str = "") -> None:
+        await database_sync_to_async(self._record)(outcome, reason=reason)
+
+    def _record(self, outcome: str, *, student: Student | None = None, reason: str = "") -> None:
+        audit.face_attempt_record(
             outcome=outcome,
             reason=reason,
             ip=self.ip,

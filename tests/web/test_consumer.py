@@ -199,6 +199,14 @@ async def test_a_connection_without_a_session_is_closed(enrolled):
     assert (await communicator.receive_output(timeout=5))["code"] == protocol.Close.NO_SESSION
 
 
+async def test_a_cookie_naming_no_live_session_is_closed(enrolled):
+    headers = [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1"), (b"cookie", b"sessionid=" + b"x" * 32)]
+    communicator = WebsocketCommunicator(application, "/" + protocol.WEBSOCKET_PATH, headers=headers)
+    connected, _ = await communicator.connect(timeout=10)
+    assert connected
+    assert (await communicator.receive_output(timeout=5))["code"] == protocol.Close.NO_SESSION
+
+
 async def test_a_foreign_origin_is_refused(enrolled):
     _, headers = await database_sync_to_async(_session_cookie)()
     headers = [(k, b"http://evil.example" if k == b"origin" else v) for k, v in headers]

@@ -232,6 +232,23 @@ FACELOGIN = {
     "THROTTLE_FAILURES_BEFORE_COOLDOWN": env_int("FACELOGIN_THROTTLE_FAILURES", 5, minimum=1),
     "THROTTLE_COOLDOWN_SECONDS": env_int("FACELOGIN_THROTTLE_COOLDOWN_SECONDS", 300, minimum=1),
     "RETRAIN_DEBOUNCE_SECONDS": env_int("FACELOGIN_RETRAIN_DEBOUNCE_SECONDS", 10, minimum=0),
+    # Incremental retraining (facelogin/services/training.py). Below this many students a full retrain
+    # costs seconds and also refreshes the held-out check, so it always runs.
+    "INCREMENTAL_MIN_STUDENTS": env_int("FACELOGIN_INCREMENTAL_MIN_STUDENTS", 2_000, minimum=0),
+    # More students changed than this fraction of the gallery (a bulk import): retrain fully, so the
+    # held-out check covers them.
+    "INCREMENTAL_MAX_CHANGED": env_float("FACELOGIN_INCREMENTAL_MAX_CHANGED", 0.05),
+    # A full retrain at least this often (on the first enrolment change after it): it refits the
+    # classifier and measures it on held-out photos again; incremental versions carry its measurement.
+    "FULL_RETRAIN_HOURS": env_int("FACELOGIN_FULL_RETRAIN_HOURS", 24, minimum=0),
+    # Loading a version with no model in memory applies every step since its full retrain, one by one
+    # (tens of milliseconds each at 30,000 students): bound the walk.
+    "INCREMENTAL_MAX_STEPS": env_int("FACELOGIN_INCREMENTAL_MAX_STEPS", 200, minimum=0),
+    # Retention (after every retrain that activates a version, and `manage.py prune_classifiers`): the
+    # stored models of versions no longer needed are cleared, the rows stay. The active version, what it
+    # is built on, and the newest this many other full retrains (roll-back targets, with the small
+    # incremental versions built on them) keep theirs. A full model is about 300 MB at 30,000 students.
+    "KEEP_CLASSIFIER_VERSIONS": env_int("FACELOGIN_KEEP_CLASSIFIER_VERSIONS", 3, minimum=1),
     "MODEL_REFRESH_SECONDS": env_float("FACELOGIN_MODEL_REFRESH_SECONDS", 2.0),
     "KEEP_ORIGINALS": env_bool("FACELOGIN_KEEP_ORIGINALS", False),
     # Active liveness (a random head-movement challenge). Off only by this explicit switch; the

@@ -136,11 +136,11 @@ class FaceAnalyzer:
         """One result per frame, in order: a FrameAnalysis, or the PipelineError that frame raised.
 
         A bad frame must not fail the frames of other users in the same batch, so per-frame errors are
-        returned in place (facelogin.pipeline.batching relays them to each caller). Detection runs per
-        frame; every face to embed goes through ONE embedder call: measured with fp32 torch on 1 thread,
-        a face costs ~0.55x as much at batch 8 as at batch 1 (59.6 vs 110.8 ms on a busy machine).
-        Detection, too, runs once for the batch (``FaceDetector.detect_batch``; its time is shared out
-        equally in ``timings_ms``).
+        returned in place (facelogin.pipeline.batching relays them to each caller). Same-size frames are
+        detected together (``FaceDetector.detect_batch``: ~0.6x the time of one call each; the batch's
+        detection time is shared out equally in ``timings_ms``), and every face to embed goes through ONE
+        embedder call (with torch fp32 a face cost ~0.55x as much at batch 8 as at batch 1; ONNX Runtime,
+        the default, runs near this CPU's peak either way).
         """
         _check_purpose(purpose)
         results: list[FrameAnalysis | errors.PipelineError] = []

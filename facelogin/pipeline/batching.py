@@ -3,8 +3,9 @@
 One daphne process serves many websockets. Recognition (~50-150 ms of CPU per frame) must not run on
 the event loop (it stalled other sockets by up to 200 ms, see the performance notes), and running it
 in an unbounded thread pool oversubscribes 2 cores. So frames go into one queue, served by a fixed
-number of worker threads; a worker takes every frame waiting (up to ``max_batch``) and embeds their
-faces in one call, which costs less per face than one call each.
+number of worker threads; a worker takes every frame waiting (up to ``max_batch``) and analyses them
+as one batch (detection together for same-size frames, one embedding call), which costs less per
+frame than one call each.
 """
 
 from __future__ import annotations

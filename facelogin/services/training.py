@@ -10,10 +10,11 @@ the students whose photos changed (``TrainedModel.add_student`` / ``remove_stude
 distance classifiers) and recalibrates the threshold on the whole updated gallery (calibration samples
 a bounded number of probes and students). ``python -m bench.enrol_scale`` measured the full retrain at
 30,000 students at 2 to 4 minutes, most of it the held-out check, against the 60 s an enrolment may
-take to become active. A full retrain still runs when the gallery is small, when many students
-changed, when the active version was built on a full retrain more than ``FULL_RETRAIN_AFTER`` ago or
-``INCREMENTAL_MAX_STEPS`` steps back, for another classifier kind, or when the active version cannot
-be read.
+take to become active. A full retrain still runs when the gallery is smaller than
+``FACELOGIN_INCREMENTAL_MIN_STUDENTS``, when more than ``FACELOGIN_INCREMENTAL_MAX_CHANGED`` of it
+changed, when the active version was built on a full retrain more than ``FACELOGIN_FULL_RETRAIN_HOURS``
+ago or ``FACELOGIN_INCREMENTAL_MAX_STEPS`` steps back, for another classifier kind, or when the active
+version cannot be read (the limits are in ``settings.FACELOGIN``, read at every retrain).
 
 An incremental version stores only its changes to the version it started from (the reloaded
 students' embeddings, the dropped students, the new calibration: kilobytes, where the whole model is
@@ -48,22 +49,13 @@ class TrainingRefused(Exception):
     pass
 
 
-# Incremental retraining (see the module doc). Below INCREMENTAL_MIN_STUDENTS a full retrain costs
-# seconds and also refreshes the held-out check, so it always runs.
-INCREMENTAL_MIN_STUDENTS = 2_000
-# More students changed than this fraction of the gallery (a bulk import): retrain fully, so the
-# held-out check covers them.
-INCREMENTAL_MAX_CHANGED = 0.05
-# A full retrain at least this often (on the first enrolment change after it): it refits the
-# classifier and measures it on held-out photos again; incremental versions carry its measurement.
-FULL_RETRAIN_AFTER = timedelta(hours=24)
+# Incremental retraining (see the module doc). Its limits are settings, read at every retrain:
+# FACELOGIN_INCREMENTAL_MIN_STUDENTS, _INCREMENTAL_MAX_CHANGED, _FULL_RETRAIN_HOURS and
+# _INCREMENTAL_MAX_STEPS (portal/settings.py explains their defaults).
 # A photo stamped (processed_at) just before the active version read the gallery may have committed
 # just after: students with photos stamped this long before the version was created are reloaded too.
 # Saves commit at once (SQLite's lock wait is 20 s), so a minute is ample.
 CHANGE_SLACK = timedelta(seconds=60)
-# Loading a version with no model in memory applies every step since its full retrain, one by one
-# (tens of milliseconds each at 30,000 students): bound the walk.
-INCREMENTAL_MAX_STEPS = 200
 
 
 # --- requests and debouncing ------------------------------------------------------------------
@@ -234,11 +226,14 @@ def _train_incremental(*, model_name: str):
         .only("pk", "created_at", "gallery_students", "metrics")
         .first()
     )
-    if base is None or base.gallery_students < INCREMENTAL_MIN_STUDENTS:
+    if base is None or base.gallery_students < config["INCREMENTAL_MIN_STUDENTS"]:
         return None
     lineage = (base.metrics or {}).get("incremental") or {}
     full_at = datetime.fromisoformat(lineage["full_at"]) if lineage.get("full_at") else base.created_at
-    if timezone.now() - full_at > FULL_RETRAIN_AFTER or lineage.get("steps", 0) >= INCREMENTAL_MAX_STEPS:
+    if (
+        timezone.now() - full_at > timedelta(hours=config["FULL_RETRAIN_HOURS"])
+        or lineage.get("steps", 0) >= config["INCREMENTAL_MAX_STEPS"]
+    ):
         return None
     current = gallery_state(model_name=model_name)
     try:
@@ -257,7 +252,7 @@ def _train_incremental(*, model_name: str):
     since = base.created_at - CHANGE_SLACK
     reload = sorted(s for s, (photos, newest) in current.items() if enrolled.get(s) != photos or newest >= since)
     drop = sorted(set(enrolled) - set(current))
-    if len(reload) + len(drop) > INCREMENTAL_MAX_CHANGED * len(enrolled) or len(current) < 2:
+    if len(reload) + len(drop) > config["INCREMENTAL_MAX_CHANGED"] * len(enrolled) or len(current) < 2:
         return None
     started = time.perf_counter()
     embeddings, labels = gallery_arrays(model_name=model_name, students=reload)

@@ -25,10 +25,9 @@ def _fresh_process():
 
 
 @pytest.fixture
-def incremental(monkeypatch):
+def incremental(settings):
     """Incremental retraining for test-sized galleries (it starts at 2,000 students by default)."""
-    monkeypatch.setattr(training, "INCREMENTAL_MIN_STUDENTS", 0)
-    monkeypatch.setattr(training, "INCREMENTAL_MAX_CHANGED", 0.25)
+    settings.FACELOGIN = {**settings.FACELOGIN, "INCREMENTAL_MIN_STUDENTS": 0, "INCREMENTAL_MAX_CHANGED": 0.25}
 
 
 _rng = np.random.default_rng(0)
@@ -133,14 +132,14 @@ def test_incremental_steps_keep_the_full_retrain_they_build_on(make_student, inc
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("why", ["small gallery", "many changed", "full retrain is old", "asked for", "other kind"])
-def test_a_full_retrain_runs_when_due(make_student, monkeypatch, settings, why):
-    monkeypatch.setattr(training, "INCREMENTAL_MIN_STUDENTS", 0 if why != "small gallery" else 2_000)
+def test_a_full_retrain_runs_when_due(make_student, settings, why):
+    settings.FACELOGIN = {**settings.FACELOGIN, "INCREMENTAL_MIN_STUDENTS": 0 if why != "small gallery" else 2_000}
     gallery(make_student, 20)
     training.classifier_train(trigger="first")
     for i in range(3 if why == "many changed" else 1):  # 3 of 23 is above the default 5 %
         add_photos(make_student(f"2026{i:04d}"))
     if why == "full retrain is old":
-        monkeypatch.setattr(training, "FULL_RETRAIN_AFTER", timedelta(0))
+        settings.FACELOGIN = {**settings.FACELOGIN, "FULL_RETRAIN_HOURS": 0}
     if why == "other kind":
         settings.FACELOGIN = {**settings.FACELOGIN, "CLASSIFIER": "knn"}
     version = training.classifier_train(trigger=why, full=why == "asked for")
@@ -281,8 +280,8 @@ def test_a_version_whose_base_lost_its_model_cannot_be_loaded(make_student, incr
 
 
 @pytest.mark.django_db
-def test_a_long_chain_of_steps_ends_in_a_full_retrain(make_student, incremental, monkeypatch):
-    monkeypatch.setattr(training, "INCREMENTAL_MAX_STEPS", 2)
+def test_a_long_chain_of_steps_ends_in_a_full_retrain(make_student, incremental, settings):
+    settings.FACELOGIN = {**settings.FACELOGIN, "INCREMENTAL_MAX_STEPS": 2}
     gallery(make_student, 20)
     training.classifier_train(trigger="first")
     kinds = []

@@ -29,7 +29,7 @@ import copy
 import logging
 import time
 import traceback
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -38,6 +38,7 @@ from django.db import transaction
 from django.db.models import Count, F, Max, Q
 from django.db.models.functions import Coalesce, Length
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from facelogin.models import ClassifierVersion, EnrolmentPhoto, RetrainRequest, Student
 from facelogin.services import audit, biometrics
@@ -204,7 +205,20 @@ def classifier_train(
         version.save()
         logger.warning("classifier training failed: %s", exc)
         return version
-    return classifier_activate(version=version, actor=actor, action=audit.BiometricAction.Action.RETRAIN)
+    version = classifier_activate(version=version, actor=actor, action=audit.BiometricAction.Action.RETRAIN)
+    _prune_after_retrain()
+    return version
+
+
+def _prune_after_retrain() -> None:
+    """Retention after a retrain that activated a version; a failure is logged, never the retrain's."""
+    try:
+        report = prune_classifier_artifacts()
+    except Exception:  # noqa: BLE001 - the new version is active; the next retrain prunes again
+        logger.exception("pruning old classifier versions failed; the new version is active all the same")
+        return
+    if report.pruned:
+        logger.info("%s", report)
 
 
 def _stage(version: ClassifierVersion, progress: int, stage: str) -> None:
@@ -380,8 +394,26 @@ def classifier_activate(*, version: ClassifierVersion, actor=None, action: str =
         .annotate(artifact_bytes=Length("artifact"))
         .get(pk=version.pk)
     )
-    if version.status != ClassifierVersion.Status.READY or not version.artifact_bytes:
+    if version.status != ClassifierVersion.Status.READY:
         raise TrainingRefused("only a version that trained successfully can be activated")
+    if not version.artifact_bytes:  # a ready version always stores its model until it is pruned
+        raise TrainingRefused(
+            gettext(
+                "Version %(version)s cannot be activated: its stored model was pruned to save space "
+                "(FACELOGIN_KEEP_CLASSIFIER_VERSIONS). Activate a version that still has its model, or retrain."
+            )
+            % {"version": version.pk}
+        )
+    if (version.metrics or {}).get("incremental"):
+        pruned_base = _first_without_model(version.pk, _ready_versions())
+        if pruned_base is not None:
+            raise TrainingRefused(
+                gettext(
+                    "Version %(version)s cannot be activated: it is stored as changes to version %(base)s, "
+                    "whose model was pruned to save space. Activate a version that still has its model, or retrain."
+                )
+                % {"version": version.pk, "base": pruned_base}
+            )
     if version.model_name != current_model_name():
         raise TrainingRefused("this version belongs to another face model")
     ClassifierVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
@@ -443,3 +475,127 @@ def load_trained_model(version_id: int):
 def _key(version_id: int) -> tuple[int, datetime | None]:
     # With the creation time: a test database reuses primary keys.
     return version_id, ClassifierVersion.objects.filter(pk=version_id).values_list("created_at", flat=True).first()
+
+
+# --- retention -----------------------------------------------------------------------------------
+# A full version's stored model is the whole gallery (300 MB at 30,000 students) and every retrain
+# adds a version. Rows are never deleted (they are the history of what decided sign-ins, and an
+# incremental version is stored as changes to an earlier one); only models nothing needs are cleared.
+_PRUNED = "model_pruned"  # in a pruned version's metrics: when, and how many bytes were cleared
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """What ``prune_classifier_artifacts`` cleared (in a dry run: would clear)."""
+
+    pruned: tuple[int, ...]  # versions whose stored model was cleared
+    bytes_freed: int
+    kept: tuple[int, ...]  # ready versions that keep their model
+    active: int | None
+    keep: int
+    dry_run: bool = False
+
+    @property
+    def count(self) -> int:
+        return len(self.pruned)
+
+    def __str__(self) -> str:
+        kept = f"{len(self.kept)} ready version(s) keep their models (active: {_name(self.active)}, keep: {self.keep})"
+        if not self.pruned:
+            return f"nothing to prune; {kept}"
+        versions = ", ".join(_name(pk) for pk in self.pruned)
+        size = f"{self.bytes_freed:,} bytes ({self.bytes_freed / 1e6:.1f} MB)"
+        if self.dry_run:
+            return f"dry run: would prune {self.count} classifier version(s) ({versions}), freeing {size}; {kept}"
+        return f"pruned {self.count} classifier version(s) ({versions}), freed {size}; {kept}"
+
+
+def _name(version_id: int | None) -> str:
+    return "none" if version_id is None else f"v{version_id}"
+
+
+def _ready_versions(*, lock: bool = False) -> dict[int, tuple[int | None, int]]:
+    """Every ready version, newest first: (the version it is stored as changes to, None for a full
+    retrain; the size of its stored model, 0 when it has none). Reads no model.
+
+    The row's ``metrics["incremental"]["base_version"]`` is the ``changes_to_version`` of its stored
+    model, which ``load_trained_model`` follows: ``_train_incremental`` writes both from the same base,
+    and the version saves them together.
+    """
+    rows = ClassifierVersion.objects.filter(status=ClassifierVersion.Status.READY)
+    if lock:
+        rows = rows.select_for_update()
+    rows = (
+        rows.annotate(artifact_bytes=Length("artifact"))
+        .order_by("-created_at", "-pk")
+        .values_list("pk", "metrics__incremental__base_version", "artifact_bytes")
+    )
+    return {pk: (int(base) if base is not None else None, size or 0) for pk, base, size in rows}
+
+
+def _chain(version_id: int, versions: dict[int, tuple[int | None, int]]) -> list[int]:
+    """The versions ``load_trained_model`` reads to build ``version_id``: it, the version it is stored
+    as changes to, and so on down to a full retrain."""
+    chain, vid = [], version_id
+    while vid is not None and vid not in chain:
+        chain.append(vid)
+        vid = versions.get(vid, (None, 0))[0]
+    return chain
+
+
+def _first_without_model(version_id: int, versions: dict[int, tuple[int | None, int]]) -> int | None:
+    """The first version of ``version_id``'s chain that has no stored model (pruned), or None."""
+    for vid in _chain(version_id, versions):
+        if not versions.get(vid, (None, 0))[1]:
+            return vid
+    return None
+
+
+def prune_classifier_artifacts(*, keep: int | None = None, dry_run: bool = False) -> PruneReport:
+    """Clear (set NULL) the stored models of ready versions nothing needs; rows, metrics, thresholds
+    and history stay. Runs after every retrain that activates a version, and as
+    ``manage.py prune_classifiers``.
+
+    Kept: the active version and every version its chain of changes needs (``load_trained_model``
+    reads them all, down to a full retrain); the newest ``keep`` other full retrains (default
+    ``FACELOGIN_KEEP_CLASSIFIER_VERSIONS``; the full retrain the active version is built on does not
+    count), to roll back to; and incremental versions whose whole chain keeps its models (kilobytes
+    each, and roll-back targets too). Cleared: older full retrains, and incremental versions built on
+    one (they could not be loaded any more). A pruned version can no longer be activated
+    (``classifier_activate`` says why). Sizes are measured in the database, so no model is read.
+    Failed and rejected versions are left as they are (they are never activated or built on).
+    """
+    keep = settings.FACELOGIN["KEEP_CLASSIFIER_VERSIONS"] if keep is None else keep
+    if keep < 1:
+        raise ValueError("keep must be at least 1: the newest full version besides the active one stays")
+    with transaction.atomic():
+        # The rows activation locks: an activation finishing meanwhile is seen here, and one starting
+        # after this sees the versions pruned here (SQLite: the transaction itself is exclusive).
+        versions = _ready_versions(lock=True)
+        active = ClassifierVersion.objects.filter(is_active=True).values_list("pk", flat=True).first()
+        has_model = {pk for pk, (_, size) in versions.items() if size}
+        needed = set(_chain(active, versions)) if active is not None else set()
+        # Roll-back targets: full retrains other than the one the active version is (or is built on).
+        full = [pk for pk, (base, _) in versions.items() if base is None and pk in has_model and pk not in needed]
+        kept = (needed & has_model) | set(full[:keep])
+        grown = True
+        while grown:  # incremental versions whose base keeps its model (and so on down the chain)
+            grown = False
+            for pk, (base, _) in versions.items():
+                if pk not in kept and pk in has_model and base in kept:
+                    kept.add(pk)
+                    grown = True
+        pruned = sorted(has_model - kept)
+        freed = sum(versions[pk][1] for pk in pruned)
+        if pruned and not dry_run:
+            at = timezone.now().isoformat()
+            for pk, metrics in ClassifierVersion.objects.filter(pk__in=pruned).values_list("pk", "metrics"):
+                ClassifierVersion.objects.filter(pk=pk).update(
+                    artifact=None, metrics={**(metrics or {}), _PRUNED: {"at": at, "bytes": versions[pk][1]}}
+                )
+            audit.biometric_action_record(
+                action=audit.BiometricAction.Action.DELETE, classifier_versions=pruned, bytes=freed, reason="retention"
+            )
+    return PruneReport(
+        pruned=tuple(pruned), bytes_freed=freed, kept=tuple(sorted(kept)), active=active, keep=keep, dry_run=dry_run
+    )

@@ -13,6 +13,7 @@ from collections import deque
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.consumer import get_handler_name
 from django.conf import settings
 
 from facelogin import protocol
@@ -34,7 +35,18 @@ def _session_facts(session) -> tuple[str | None, str | None]:
 
 
 class FaceLoginConsumer(AsyncWebsocketConsumer):
+    # No channel layer: nothing is ever sent to a sign-in socket from outside it, and with Redis every
+    # connection would otherwise open a channel there and keep a second receive pending on it.
+    channel_layer_alias = None
     attempt: FaceAttempt | None = None
+
+    async def dispatch(self, message: dict) -> None:
+        # Channels closes stale database connections before every message (a thread switch per frame).
+        # This consumer reaches the database only through database_sync_to_async, which does that itself.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
         self.work: asyncio.Task | None = None

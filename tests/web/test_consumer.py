@@ -7,6 +7,7 @@ import json
 import time
 
 import numpy as np
+import channels.layers
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
@@ -117,6 +118,34 @@ async def test_an_enrolled_students_held_out_photos_earn_a_ticket_that_signs_in(
     assert sign_in.method == "face" and sign_in.scores["similarity"] >= sign_in.scores["threshold"]
     attempt = await database_sync_to_async(FaceAttempt.objects.get)()
     assert attempt.outcome == "ticket_issued" and attempt.student_id == student.pk
+
+
+async def test_a_sign_in_needs_no_channel_layer_and_no_thread_switch_per_message(enrolled, monkeypatch):
+    # FaceLoginConsumer opts out of both (see its class): Channels would otherwise open a channel per
+    # connection (in Redis, in production) and close stale database connections before every frame.
+    import channels.consumer
+
+    closes = []
+
+    async def counting_close():
+        closes.append(1)
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counting_close)
+    new_channels = []
+    layer = channels.layers.get_channel_layer()
+    original_new_channel = layer.new_channel
+
+    async def counting_new_channel(*args, **kwargs):
+        new_channels.append(1)
+        return await original_new_channel(*args, **kwargs)
+
+    monkeypatch.setattr(layer, "new_channel", counting_new_channel)
+    person = faces.johns()[0]
+    _, headers = await database_sync_to_async(_session_cookie)()
+    communicator = await _connect(headers)
+    answers = await _sign_in_with(communicator, [faces.webcam_frame(p) for p in faces.held_out_photos(person)])
+    assert answers[-1]["type"] == "success"
+    assert closes == [] and new_channels == []
 
 
 @pytest.mark.parametrize("stranger", ["johns", "photo"])

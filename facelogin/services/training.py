@@ -395,7 +395,7 @@ def classifier_activate(*, version: ClassifierVersion, actor=None, action: str =
         .get(pk=version.pk)
     )
     if version.status != ClassifierVersion.Status.READY:
-        raise TrainingRefused("only a version that trained successfully can be activated")
+        raise TrainingRefused(gettext("Only a version that trained successfully can be activated."))
     if not version.artifact_bytes:  # a ready version always stores its model until it is pruned
         raise TrainingRefused(
             gettext(
@@ -415,7 +415,7 @@ def classifier_activate(*, version: ClassifierVersion, actor=None, action: str =
                 % {"version": version.pk, "base": pruned_base}
             )
     if version.model_name != current_model_name():
-        raise TrainingRefused("this version belongs to another face model")
+        raise TrainingRefused(gettext("This version belongs to another face model."))
     ClassifierVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
     version.is_active = True
     version.activated_at = timezone.now()

@@ -199,6 +199,7 @@ def test_the_admin_refuses_to_roll_back_to_a_pruned_version(make_student, increm
     page = admin_client.post(url, {"action": "activate_version", "_selected_action": [versions["f2"].pk]}, follow=True)
     body = page.content.decode()
     assert f"Version {versions['f2'].pk} cannot be activated: its stored model was pruned" in body
+    assert body.count("Ready, model pruned (cannot be activated)") >= 1  # the list says so before anyone tries
     assert ClassifierVersion.objects.get(is_active=True) == versions["i4b"]
     page = admin_client.post(url, {"action": "activate_version", "_selected_action": [versions["f3"].pk]}, follow=True)
     assert f"Version {versions['f3'].pk} is now active." in page.content.decode()

@@ -17,7 +17,9 @@ answer), the ticket posted to /login/face/complete/. All clients start together 
 
 Reported: p50/p95 time from the first frame to the ``success`` message (and from page load to the
 redirect home), frames/s the server analysed (frames sent minus those refused unanalysed: busy,
-duplicate) over the window from the first frame to the last answer, the daphne process's CPU (cores
+duplicate) over the window from the first frame to the last answer (and, separately, frames answered
+while every client was signing in: from the last client's first frame to the first client's last
+answer, without the ramp-up and the drain), the daphne process's CPU (cores
 used; the busiest threads' share: the batcher thread should be near 1.0 when clients wait), and every
 outcome other than a redeemed ticket as an error. The ceiling, measured in the same run while daphne
 idles: daphne's own analyser built in this process by ``facelogin.services.recognition.Engine``
@@ -217,33 +219,56 @@ def serve_many(portal, count: int, name: str, **overrides: str):
 
 async def client(
     url: str, source_for, rounds: int, stop_at: float, timeout: float, done: list[SignIn], bar, mine: list[SignIn] | None = None
-) -> None:
+) -> list[SignIn]:
+    own: list[SignIn] = []
     for _ in range(rounds):
         if time.monotonic() >= stop_at:
             break
         result = await sign_in(url, source_for(), timeout=timeout)
         done.append(result)
+        own.append(result)
         if mine is not None:
             mine.append(result)
         bar.update(1)
+    return own
 
 
 async def run_clients(
     url: str | list[str], sources, rounds: int, duration: float, timeout: float, per_server: list[list[SignIn]] | None = None
-) -> tuple[list[SignIn], float]:
+) -> tuple[list[SignIn], float, list[list[SignIn]]]:
     """All clients at once; with a list of server URLs, client i signs in (every round) on server i mod K,
-    and ``per_server[k]`` collects server k's sign-ins."""
+    and ``per_server[k]`` collects server k's sign-ins. Returns every sign-in, the start time, and each
+    client's sign-ins in order."""
     urls = [url] if isinstance(url, str) else list(url)
     done: list[SignIn] = []
     started = time.monotonic()
     with tqdm(total=len(sources) * rounds, desc="sign-ins", unit="sign-in", file=sys.stderr, disable=None) as bar:
-        await asyncio.gather(
+        per_client = await asyncio.gather(
             *(
                 client(urls[i % len(urls)], s, rounds, started + duration, timeout, done, bar, per_server[i % len(urls)] if per_server is not None else None)
                 for i, s in enumerate(sources)
             )
         )
-    return done, started
+    return done, started, list(per_client)
+
+
+def all_clients_window(per_client: list[list[SignIn]]) -> tuple[float, float] | None:
+    """From the moment the last client sent its first frame to the moment the first client received its
+    last final answer: the stretch in which every client was signing in (no ramp-up, no drain)."""
+    starts = [own[0].first_frame_at for own in per_client if own]
+    ends = [own[-1].ended_at for own in per_client if own]
+    if not starts or None in starts or None in ends or len(starts) < len(per_client):
+        return None
+    begin, end = max(starts), min(ends)
+    return (begin, end) if end > begin else None
+
+
+def frames_answered_between(results: list[SignIn], begin: float, end: float) -> int:
+    """Analysed frames whose answer arrived in [begin, end]: "frame" answers, plus the final answer
+    (success or failed) that a sign-in's last analysed frame gets."""
+    frames = sum(begin <= t <= end for r in results for t in r.answered_at)
+    finals = sum(1 for r in results if r.ended_at and begin <= r.ended_at <= end and r.outcome.startswith(("success", "failed")))
+    return frames + finals
 
 
 def inferred_batches(results: list[SignIn], gap_s: float = 0.03) -> dict:
@@ -373,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
                 before = ceiling(analyzer, first_frames, batch, threads)
                 pid = daphne.process.pid
                 cpu0, threads0 = cpu_seconds(pid), thread_sched(pid)
-                results, started = asyncio.run(run_clients(daphne.url, sources, args.rounds, args.duration, args.timeout))
+                results, started, per_client = asyncio.run(run_clients(daphne.url, sources, args.rounds, args.duration, args.timeout))
                 cpu1, threads1 = cpu_seconds(pid), thread_sched(pid)
                 after = ceiling(analyzer, first_frames, batch, threads)
         else:
@@ -390,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
                     cpu0s, sched0s = [cpu_seconds(p) for p in pids], [thread_sched(p) for p in pids]
                     per_server: list[list[SignIn]] = [[] for _ in servers]
                     machine0, bench0 = machine_cpu(), time.process_time()
-                    results, started = asyncio.run(
+                    results, started, per_client = asyncio.run(
                         run_clients([d.url for d in servers], sources, args.rounds, args.duration, args.timeout, per_server)
                     )
                     cpu1s, sched1s = [cpu_seconds(p) for p in pids], [thread_sched(p) for p in pids]
@@ -414,6 +439,19 @@ def main(argv: list[str] | None = None) -> int:
     row["frames_per_s"] = round(row["frames_analysed"] / row["window_s"], 2) if row["window_s"] else None
     row["ceiling"] = top
     row["ratio_to_ceiling"] = round(row["frames_per_s"] / top["frames_per_s"], 3) if row["frames_per_s"] else None
+    # The same while every client was signing in: the whole window above also holds the ramp-up (clients
+    # loading the page) and the drain (the last few clients alone), when a server cannot be full.
+    window = all_clients_window(per_client)
+    if window is not None:
+        begin, end = window
+        answered = frames_answered_between(results, begin, end)
+        fps = answered / (end - begin)
+        row["all_clients_active"] = {
+            "window_s": round(end - begin, 2),
+            "frames_answered": answered,
+            "frames_per_s": round(fps, 2),
+            "ratio_to_ceiling": round(fps / top["frames_per_s"], 3),
+        }
     if args.servers == 1:
         row["inferred_batches"] = inferred_batches(results)
         cpu_s = cpu1 - cpu0
@@ -481,6 +519,12 @@ def main(argv: list[str] | None = None) -> int:
         f"frames per sign-in (median) {row['frames_per_sign_in_median']} analysed, {row['frames_sent_per_sign_in_median']} sent"
     )
     print(f"outcomes: {row['outcomes']}; frame-level errors: {row['frame_errors'] or 'none'}")
+    active = row.get("all_clients_active")
+    if active:
+        print(
+            f"while all {args.clients} clients were signing in ({active['window_s']} s, no ramp-up or drain): "
+            f"{active['frames_answered']} frames answered, {active['frames_per_s']} frames/s, {active['ratio_to_ceiling']} of the ceiling"
+        )
     if args.servers == 1:
         print(
             f"ceiling (bare batched pipeline, daphne's analyser in this process, batches of {top['batch']}, {before['threads']} thread(s)): "

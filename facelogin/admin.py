@@ -389,8 +389,8 @@ class ClassifierVersionAdmin(DeploymentWarningsMixin, admin.ModelAdmin):
 
     @admin.display(description=_("status"), ordering="status")
     def status_or_progress(self, version: ClassifierVersion):
-        if version.status == ClassifierVersion.Status.READY and (version.metrics or {}).get("model_pruned"):
-            return _("Ready, model pruned (cannot be activated)")  # prune_classifier_artifacts
+        if version.status == ClassifierVersion.Status.READY and training.model_pruned(version):
+            return _("Ready, model pruned (cannot be activated)")
         if version.status != ClassifierVersion.Status.TRAINING:
             return version.get_status_display()
         stage = TRAINING_STAGES.get(version.stage, version.get_status_display())

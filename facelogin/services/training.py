@@ -510,6 +510,11 @@ class PruneReport:
         return f"pruned {self.count} classifier version(s) ({versions}), freed {size}; {kept}"
 
 
+def model_pruned(version: ClassifierVersion) -> bool:
+    """Was this version's stored model cleared by ``prune_classifier_artifacts``?"""
+    return bool((version.metrics or {}).get(_PRUNED))
+
+
 def _name(version_id: int | None) -> str:
     return "none" if version_id is None else f"v{version_id}"
 

@@ -60,6 +60,16 @@ def make_student(db):
     return make
 
 
+@pytest.fixture
+def fresh_loaded_model():
+    """As in a fresh worker process: no classifier version held in memory before or after the test."""
+    from facelogin.services import training
+
+    training.forget_loaded_model()
+    yield
+    training.forget_loaded_model()
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # Django's default PBKDF2 costs ~0.3 s a hash on these machines; tests hash hundreds of times.

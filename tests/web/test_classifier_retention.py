@@ -23,14 +23,7 @@ from facelogin.services import training
 from tests import faces
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_process():
-    training.forget_loaded_model()
-    yield
-    training.forget_loaded_model()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_loaded_model")]
 
 
 @pytest.fixture

@@ -15,13 +15,7 @@ from facelogin.services import biometrics, enrolment, training
 from tests import faces
 
 MODEL = "casia-webface"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_process():
-    training.forget_loaded_model()
-    yield
-    training.forget_loaded_model()
+pytestmark = pytest.mark.usefixtures("fresh_loaded_model")
 
 
 @pytest.fixture

@@ -48,6 +48,9 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = env_int("DJANGO_SESSION_SECONDS", 8 * 3600, minimum=60)
+SESSION_ENGINE = "portal.sessions"
+# Threads serving HTTP requests in each daphne process (portal.asgi_http); each keeps a database connection.
+HTTP_THREADS = env_int("DJANGO_HTTP_THREADS", 8, minimum=1)
 
 INSTALLED_APPS = [
     "daphne",
@@ -96,13 +99,17 @@ TEMPLATES = [
 # --- database ---------------------------------------------------------------------------------
 SQLITE_PATH = DATA_DIR / "portal.sqlite3"
 DATABASE_URL = env("DATABASE_URL")
+# Connections are kept for a minute by the threads that opened them (HTTP pool, socket database thread,
+# workers): opening one cost ~1 ms of CPU on SQLite (Django registers its SQL functions every time).
+CONN_MAX_AGE = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=CONN_MAX_AGE, conn_health_checks=True)}
 else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": SQLITE_PATH,
+            "CONN_MAX_AGE": CONN_MAX_AGE,
             # WAL and a generous timeout: daphne's threads and in-process tasks write concurrently.
             "OPTIONS": {
                 "timeout": 20,

@@ -75,3 +75,92 @@ async def test_the_view_runs_inside_the_synchronous_middleware_stack(monkeypatch
     assert len(stacks) == 1
     assert "deprecation.py:__call__" in stacks[0]  # MiddlewareMixin.__call__: the sync path
     assert "deprecation.py:__acall__" not in stacks[0]
+
+
+def _thread_recorder(monkeypatch) -> list[tuple[str, str]]:
+    """(event, thread name) for request_started, the view and request_finished."""
+    import threading
+
+    from django.core import signals
+    from django.http import JsonResponse
+
+    seen: list[tuple[str, str]] = []
+    started = lambda **kwargs: seen.append(("started", threading.current_thread().name))  # noqa: E731
+    finished = lambda **kwargs: seen.append(("finished", threading.current_thread().name))  # noqa: E731
+    signals.request_started.connect(started, weak=False)
+    signals.request_finished.connect(finished, weak=False)
+    original = JsonResponse.__init__
+
+    def init(self, *args, **kwargs):  # the healthz view
+        seen.append(("view", threading.current_thread().name))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(JsonResponse, "__init__", init)
+    yield seen
+    signals.request_started.disconnect(started)
+    signals.request_finished.disconnect(finished)
+
+
+@pytest.fixture
+def thread_recorder(monkeypatch):
+    yield from _thread_recorder(monkeypatch)
+
+
+async def test_each_request_is_one_trip_to_a_pool_thread_that_lives_on(thread_recorder) -> None:
+    # Django's handler gives every request a new thread (so a new database connection) and runs the
+    # signals and the view in separate trips; here it is one trip, to a thread kept for the next one.
+    handler = SyncStackASGIHandler(threads=1)
+    for _ in range(2):
+        response = await HttpCommunicator(handler, "GET", "/healthz/", headers=HOST).get_response(timeout=10)
+        assert response["status"] == 200
+    assert [event for event, _ in thread_recorder] == ["started", "view", "finished"] * 2
+    assert {name for _, name in thread_recorder} == {"portal-http_0"}
+
+
+async def _call(handler, path: str, messages: list[dict]) -> list[dict]:
+    """The handler called as daphne calls it; what it sent. ``messages``: what the client sends."""
+    import asyncio
+
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return messages.pop(0) if messages else await asyncio.Future()  # then the client stays
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": path, "query_string": b"", "headers": HOST, "server": ("localhost", 80)}
+    await asyncio.wait_for(handler(scope, receive, send), 10)
+    return sent
+
+
+async def test_a_client_that_leaves_early_gets_nothing_and_the_view_still_finishes(settings) -> None:
+    from tests.web import asgi_urls
+
+    settings.ROOT_URLCONF = "tests.web.asgi_urls"
+    asgi_urls.finished.clear()
+    sent = await _call(SyncStackASGIHandler(threads=1), "/slow/", [{"type": "http.request", "body": b""}, {"type": "http.disconnect"}])
+    assert asgi_urls.finished.is_set()  # the view ran to its end
+    assert sent == []  # and nothing was sent to a client that had gone
+    sent = await _call(SyncStackASGIHandler(threads=1), "/slow/", [{"type": "http.request", "body": b""}])
+    assert sent[0]["status"] == 200 and sent[-1]["body"] == b"done"  # a client that stays gets the answer
+
+
+async def test_a_streaming_response_is_streamed_and_closed(settings) -> None:
+    import warnings
+
+    from django.core import signals
+
+    settings.ROOT_URLCONF = "tests.web.asgi_urls"
+    closed: list[bool] = []
+    receiver = lambda **kwargs: closed.append(True)  # noqa: E731
+    signals.request_finished.connect(receiver, weak=False)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Django warns that it consumes a synchronous iterator
+            sent = await _call(SyncStackASGIHandler(threads=1), "/numbers/", [{"type": "http.request", "body": b""}])
+    finally:
+        signals.request_finished.disconnect(receiver)
+    assert sent[0]["status"] == 200
+    assert b"".join(m.get("body", b"") for m in sent[1:]) == b"012"
+    assert closed == [True]  # response.close() ran once, after the body went out

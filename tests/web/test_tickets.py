@@ -95,3 +95,23 @@ def test_only_hashes_are_stored(client, student):
     ticket = ticket_issue(student=student, session_key=_session_key(client), scores={})
     row = FaceTicket.objects.get()
     assert ticket.token not in row.token_hash and client.session.session_key not in row.session_hash
+
+
+def test_a_sign_in_that_cannot_be_recorded_leaves_the_ticket_unused(client, student, monkeypatch):
+    # The ticket, the rotated session and the sign-in record are one transaction: if the record fails,
+    # the ticket is not burnt and the browser is not signed in.
+    key = _session_key(client)
+    ticket = ticket_issue(student=student, session_key=key, scores={})
+
+    def broken(**kwargs):
+        raise RuntimeError("the sign-in record could not be written")
+
+    monkeypatch.setattr("facelogin.signals.record_sign_in", broken)
+    client.raise_request_exception = True
+    with pytest.raises(RuntimeError):
+        client.post("/login/face/complete/", {"ticket": ticket.token})
+    assert FaceTicket.objects.get().used_at is None
+    assert not SignIn.objects.exists()
+    monkeypatch.undo()
+    response = client.post("/login/face/complete/", {"ticket": ticket.token})
+    assert response.status_code == 302 and response["Location"] == "/"  # the same ticket still works

@@ -6,6 +6,8 @@ unacknowledged, so another worker runs it again; the services make a second run 
 
 from __future__ import annotations
 
+from smtplib import SMTPException
+
 from celery import shared_task
 from celery.signals import worker_ready
 from django.contrib.auth import get_user_model
@@ -54,3 +56,11 @@ def reembed_photos(model: str, path: str | None = None, actor_id: int | None = N
     count = photos_reembed(model=model, path=path, actor=actor)
     retrain_request(reason=f"re-embedded {count} photo(s) for {model}", actor=actor, countdown=0)
     return count
+
+
+# A mail server that is down or refuses for a while (OSError, SMTPException) is retried too.
+@shared_task(acks_late=True, autoretry_for=TRANSIENT + (OSError, SMTPException), retry_backoff=5, retry_backoff_max=600, max_retries=8)
+def notify_new_browser(sign_in_id: int, language: str | None = None) -> None:
+    from facelogin.services.signins import notify_new_browser
+
+    notify_new_browser(sign_in_id=sign_in_id, language=language)

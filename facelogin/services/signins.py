@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from django.db import transaction
 from django.http import HttpRequest
+from django.utils import translation
 
 from facelogin.models import SignIn
 
@@ -31,16 +33,34 @@ def record_sign_in(*, user, request: HttpRequest | None) -> SignIn:
         scores=getattr(request, SCORES_ATTR, None) if request else None,
     )
     if method == SignIn.Method.FACE and user.email and is_new_browser(sign_in):
-        notify_new_browser(sign_in)
+        # By a task once the sign-in is committed: the mail server's latency stays out of the sign-in.
+        language = translation.get_language()  # the page's language, for the mail
+        transaction.on_commit(lambda: _notify_later(sign_in.pk, language), robust=True)
     return sign_in
+
+
+def _notify_later(sign_in_id: int, language: str | None) -> None:
+    from facelogin import tasks
+
+    tasks.notify_new_browser.delay(sign_in_id, language)
 
 
 def is_new_browser(sign_in: SignIn) -> bool:
     return not SignIn.objects.filter(user=sign_in.user, user_agent=sign_in.user_agent).exclude(pk=sign_in.pk).exists()
 
 
-def notify_new_browser(sign_in: SignIn) -> None:
-    """Tell the student by email: a face sign-in they did not make is their cue to report it."""
+def notify_new_browser(*, sign_in_id: int, language: str | None = None) -> None:
+    """Tell the student by email: a face sign-in they did not make is their cue to report it.
+
+    A mail server that cannot be reached raises, so the task retries."""
+    sign_in = SignIn.objects.select_related("user").filter(pk=sign_in_id).first()
+    if sign_in is None or not sign_in.user.email:
+        return
+    with translation.override(language):
+        _send_new_browser_mail(sign_in)
+
+
+def _send_new_browser_mail(sign_in: SignIn) -> None:
     from django.core.mail import send_mail
     from django.utils.translation import gettext as _
 
@@ -54,7 +74,6 @@ def notify_new_browser(sign_in: SignIn) -> None:
         % {"time": sign_in.at.strftime("%Y-%m-%d %H:%M"), "ip": sign_in.ip or "-", "browser": sign_in.user_agent or "-"},
         None,
         [sign_in.user.email],
-        fail_silently=True,
     )
 
 

@@ -45,12 +45,41 @@ def test_only_ones_own_face_sign_ins_can_be_reported(client, make_student):
     assert "could not be found" in response.content.decode()
 
 
-def test_a_face_sign_in_from_a_new_browser_sends_an_email_once(client, make_student):
+def test_a_face_sign_in_from_a_new_browser_sends_an_email_once(client, make_student, django_capture_on_commit_callbacks):
     student = make_student("20260001", email="minji@example.ac.kr")
     student.user.email = "minji@example.ac.kr"
     student.user.save()
-    _face_sign_in(client, student, user_agent="Browser A")
+    with django_capture_on_commit_callbacks(execute=False) as pending:
+        _face_sign_in(client, student, user_agent="Browser A")
+    assert len(mail.outbox) == 0 and len(pending) == 1  # sent once the sign-in is committed, not inside it
+    pending[0]()
     assert len(mail.outbox) == 1 and "Browser A" in mail.outbox[0].body
     client.post("/logout/")
-    _face_sign_in(client, student, user_agent="Browser A")
+    with django_capture_on_commit_callbacks(execute=True):
+        _face_sign_in(client, student, user_agent="Browser A")
     assert len(mail.outbox) == 1
+
+
+def test_the_new_browser_email_is_in_the_language_of_the_sign_in_page(client, make_student, django_capture_on_commit_callbacks):
+    student = make_student("20260001", email="minji@example.ac.kr")
+    with django_capture_on_commit_callbacks(execute=True):
+        client.get("/login/face/", HTTP_ACCEPT_LANGUAGE="ko")
+        ticket = ticket_issue(student=student, session_key=client.session.session_key, scores={})
+        client.post("/login/face/complete/", {"ticket": ticket.token}, HTTP_USER_AGENT="Browser K", HTTP_ACCEPT_LANGUAGE="ko")
+    assert len(mail.outbox) == 1
+    assert "New face sign-in" not in mail.outbox[0].subject and "Browser K" in mail.outbox[0].body
+
+
+def test_a_mail_server_that_cannot_be_reached_makes_the_email_task_retry(make_student, settings):
+    import pytest
+    from celery.exceptions import Retry
+
+    from facelogin import tasks
+
+    student = make_student("20260001", email="minji@example.ac.kr")
+    sign_in = SignIn.objects.create(user=student.user, method="face", user_agent="Browser A")
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 9, 2  # nothing listens on port 9
+    with pytest.raises((Retry, OSError)):
+        tasks.notify_new_browser.apply(args=[sign_in.pk, "en"], throw=True)
+    assert len(mail.outbox) == 0

@@ -184,6 +184,7 @@ WHITENOISE_USE_FINDERS = DEBUG
 EMAIL_BACKEND = env("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = env("DJANGO_EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("DJANGO_EMAIL_PORT", 25)
+EMAIL_TIMEOUT = 10  # seconds: a mail server that does not answer must not hold a worker (or, embedded, a request)
 DEFAULT_FROM_EMAIL = env("DJANGO_DEFAULT_FROM_EMAIL", "portal@localhost")
 
 LOGGING = {

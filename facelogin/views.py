@@ -107,16 +107,12 @@ def face_login_complete(request: HttpRequest) -> HttpResponse:
     with transaction.atomic():
         try:
             ticket = ticket_redeem(token=request.POST.get("ticket", ""), session_key=request.session.session_key)
-        except TicketRefused as refused:
-            refusal = refused
-        else:
-            refusal = None
-            setattr(request, METHOD_ATTR, SignIn.Method.FACE)
-            setattr(request, SCORES_ATTR, ticket.scores)
-            login(request, ticket.student.user, backend="facelogin.auth.ActiveStudentBackend")  # rotates the session key
-    if refusal is not None:
-        messages.error(request, TICKET_REFUSED_MESSAGES.get(refusal.reason, TICKET_REFUSED_MESSAGES["unknown"]))
-        return redirect("face_login")
+        except TicketRefused as refused:  # nothing was written (ticket_redeem's savepoint rolled back)
+            messages.error(request, TICKET_REFUSED_MESSAGES.get(refused.reason, TICKET_REFUSED_MESSAGES["unknown"]))
+            return redirect("face_login")
+        setattr(request, METHOD_ATTR, SignIn.Method.FACE)
+        setattr(request, SCORES_ATTR, ticket.scores)
+        login(request, ticket.student.user, backend="facelogin.auth.ActiveStudentBackend")  # rotates the session key
     return redirect(safe_next(request, request.POST.get("next")) or "home")
 
 

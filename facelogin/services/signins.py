@@ -56,25 +56,21 @@ def notify_new_browser(*, sign_in_id: int, language: str | None = None) -> None:
     sign_in = SignIn.objects.select_related("user").filter(pk=sign_in_id).first()
     if sign_in is None or not sign_in.user.email:
         return
-    with translation.override(language):
-        _send_new_browser_mail(sign_in)
-
-
-def _send_new_browser_mail(sign_in: SignIn) -> None:
     from django.core.mail import send_mail
     from django.utils.translation import gettext as _
 
-    send_mail(
-        _("New face sign-in to your university portal"),
-        _(
-            "Your face was used to sign in to the university portal from a browser not seen before.\n\n"
-            "Time: %(time)s\nIP address: %(ip)s\nBrowser: %(browser)s\n\n"
-            "If this was not you, open the portal and press “This was not me” next to this sign-in."
+    with translation.override(language):
+        send_mail(
+            _("New face sign-in to your university portal"),
+            _(
+                "Your face was used to sign in to the university portal from a browser not seen before.\n\n"
+                "Time: %(time)s\nIP address: %(ip)s\nBrowser: %(browser)s\n\n"
+                "If this was not you, open the portal and press “This was not me” next to this sign-in."
+            )
+            % {"time": sign_in.at.strftime("%Y-%m-%d %H:%M"), "ip": sign_in.ip or "-", "browser": sign_in.user_agent or "-"},
+            None,
+            [sign_in.user.email],
         )
-        % {"time": sign_in.at.strftime("%Y-%m-%d %H:%M"), "ip": sign_in.ip or "-", "browser": sign_in.user_agent or "-"},
-        None,
-        [sign_in.user.email],
-    )
 
 
 def recent_sign_ins(*, user, limit: int = 10) -> list[SignIn]:

@@ -77,7 +77,8 @@ async def test_the_view_runs_inside_the_synchronous_middleware_stack(monkeypatch
     assert "deprecation.py:__acall__" not in stacks[0]
 
 
-def _thread_recorder(monkeypatch) -> list[tuple[str, str]]:
+@pytest.fixture
+def thread_recorder(monkeypatch):
     """(event, thread name) for request_started, the view and request_finished."""
     import threading
 
@@ -99,11 +100,6 @@ def _thread_recorder(monkeypatch) -> list[tuple[str, str]]:
     yield seen
     signals.request_started.disconnect(started)
     signals.request_finished.disconnect(finished)
-
-
-@pytest.fixture
-def thread_recorder(monkeypatch):
-    yield from _thread_recorder(monkeypatch)
 
 
 async def test_each_request_is_one_trip_to_a_pool_thread_that_lives_on(thread_recorder) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 from django.core import mail
 
 from facelogin.models import BiometricAction, SignIn
@@ -71,7 +72,6 @@ def test_the_new_browser_email_is_in_the_language_of_the_sign_in_page(client, ma
 
 
 def test_a_mail_server_that_cannot_be_reached_makes_the_email_task_retry(make_student, settings):
-    import pytest
     from celery.exceptions import Retry
 
     from facelogin import tasks

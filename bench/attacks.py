@@ -70,6 +70,7 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from bench.accuracy import Identity, find_identities
+from bench.portal import write_json
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("FACELOGIN_SHARED_DIR", REPO.parent / "shared")).resolve()
@@ -769,8 +770,7 @@ def main(argv: list[str] | None = None) -> int:
         "attempts": [asdict(r) for r in results],
         "seconds": round(elapsed, 1),
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(output, indent=2, default=str) + "\n")
+    write_json(args.json, output)
     print(f"wrote {args.json}", file=sys.stderr)
     return 0
 

@@ -58,6 +58,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from bench.portal import write_json
 from facelogin.pipeline.decide import NO_FACE, POOR_QUALITY, SEVERAL_FACES
 from tests.live import REPO, portal_env, python_executable
 
@@ -147,12 +148,6 @@ def rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return round(int(line.split()[1]) / 1024, 0)
     return float("nan")
-
-
-def write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)  # a reader polling for the file never sees half of it
 
 
 # --- the seed process ---------------------------------------------------------------------------
@@ -609,8 +604,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(args.workdir, ignore_errors=True)
     result["command"] = "python -m bench.enrol_scale " + " ".join(sys.argv[1:] if argv is None else argv)
     print_report(result)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
+    write_json(args.json, result)
     print(f"wrote {args.json}", file=sys.stderr)
     return 0 if result["recognised"] else 1
 

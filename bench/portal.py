@@ -609,7 +609,9 @@ def machine_load() -> list[float]:
 
 def write_json(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, default=str))
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    tmp.replace(path)  # whole or not at all: bench.enrol_scale's processes poll for each other's files
 
 
 def print_settings(settings: dict[str, str], printer: Callable[[str], None] = print) -> None:

@@ -42,3 +42,31 @@ def test_rotating_the_key_keeps_the_data_and_drops_the_old_row(db):
     assert store.session_key != old
     assert not SessionStore().exists(old)
     assert SessionStore(store.session_key).load() == {"claim": "20260001"}
+
+
+def test_rotating_the_key_at_login_writes_each_row_once(db):
+    store = SessionStore()
+    store["claim"] = "20260001"
+    store.save()
+    old = store.session_key
+    with CaptureQueriesContext(connection) as queries:
+        store.cycle_key()  # what login() does, then it stores the user and the response saves
+        store["_auth_user_id"] = "7"
+        store.save()
+    # Django's store: select the old row, insert the new one with the old data, delete the old one,
+    # then update the new one with the user.
+    assert _session_statements(queries) == ["DELETE", "INSERT"]
+    assert store.session_key not in (None, old)
+    assert not SessionStore().exists(old)
+    assert SessionStore(store.session_key).load() == {"claim": "20260001", "_auth_user_id": "7"}
+
+
+def test_signing_out_deletes_the_session(client, db):
+    store = SessionStore()
+    store["claim"] = "20260001"
+    store.save()
+    key = store.session_key
+    store.delete()
+    assert not SessionStore().exists(key)
+    store.delete()  # already gone: nothing to do, no error
+    SessionStore().delete()  # no key at all

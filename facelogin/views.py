@@ -107,7 +107,7 @@ def face_login_complete(request: HttpRequest) -> HttpResponse:
     with transaction.atomic():
         try:
             ticket = ticket_redeem(token=request.POST.get("ticket", ""), session_key=request.session.session_key)
-        except TicketRefused as refused:  # nothing was written (ticket_redeem's savepoint rolled back)
+        except TicketRefused as refused:  # raised before ticket_redeem writes anything
             messages.error(request, TICKET_REFUSED_MESSAGES.get(refused.reason, TICKET_REFUSED_MESSAGES["unknown"]))
             return redirect("face_login")
         setattr(request, METHOD_ATTR, SignIn.Method.FACE)

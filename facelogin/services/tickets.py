@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from facelogin.models import FaceTicket, Student
@@ -53,9 +52,12 @@ def ticket_issue(*, student: Student, session_key: str, scores: dict) -> IssuedT
     return IssuedTicket(token=token, expires_in=lifetime)
 
 
-@transaction.atomic
 def ticket_redeem(*, token: str, session_key: str | None) -> FaceTicket:
-    """Mark the ticket used and return it, or raise TicketRefused. Safe against a double post."""
+    """Mark the ticket used and return it, or raise TicketRefused. Safe against a double post.
+
+    A refusal is raised before anything is written, so the caller's transaction (the redemption view's,
+    which also records the sign-in) needs no savepoint around this.
+    """
     ticket = None
     if token:
         ticket = FaceTicket.objects.select_related("student__user").filter(token_hash=_digest(token)).first()

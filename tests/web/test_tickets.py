@@ -32,6 +32,21 @@ def test_a_ticket_signs_the_browser_in_and_rotates_the_session(client, student):
     assert sign_in.method == "face" and sign_in.scores == {"similarity": 0.9}
 
 
+def test_redeeming_a_ticket_writes_each_row_once(client, student, transactional_db):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    key = _session_key(client)
+    ticket = ticket_issue(student=student, session_key=key, scores={})
+    with CaptureQueriesContext(connection) as queries:
+        client.post("/login/face/complete/", {"ticket": ticket.token})
+    statements = [q["sql"].split()[0] for q in queries if not q["sql"].startswith(("BEGIN", "COMMIT"))]
+    # The ticket read and claimed, the browser's session read, rotated and stored, the last login and
+    # the sign-in recorded: no savepoints, no row written twice.
+    assert statements == ["SELECT", "UPDATE", "SELECT", "DELETE", "UPDATE", "INSERT", "INSERT"], statements
+    assert client.session.get("_auth_user_id") == str(student.user.pk)
+
+
 def test_a_ticket_is_refused_the_second_time(client, student):
     ticket = ticket_issue(student=student, session_key=_session_key(client), scores={})
     client.post("/login/face/complete/", {"ticket": ticket.token})

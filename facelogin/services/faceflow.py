@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from django.http import HttpRequest
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
 from facelogin import protocol
@@ -20,7 +23,13 @@ def safe_next(request: HttpRequest, value: str | None) -> str:
 
 
 def face_page_messages() -> dict[str, str]:
-    """Every sentence the page's JavaScript can show, keyed as the protocol's guidance and reasons."""
+    """Every sentence the page's JavaScript can show, keyed as the protocol's guidance and reasons, in
+    the active language."""
+    return dict(_page_messages(get_language()))  # a copy: the cached one is shared
+
+
+@lru_cache(maxsize=None)  # per language: the catalogues are fixed while the process runs
+def _page_messages(language: str | None) -> dict[str, str]:
     return {
         "starting": _("Starting the camera…"),
         "start": _("Press “Start the camera” to begin."),

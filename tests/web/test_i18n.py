@@ -22,15 +22,28 @@ def test_the_header_switch_changes_the_language(client, db):
     assert "얼굴로 로그인" in client.get("/login/").content.decode()
 
 
-def test_the_face_page_messages_are_translated(client, db):
+def _page_messages(client, language: str) -> dict[str, str]:
     import json
     import re
 
-    body = client.get("/login/face/", HTTP_ACCEPT_LANGUAGE="ko").content.decode()
+    body = client.get("/login/face/", HTTP_ACCEPT_LANGUAGE=language).content.decode()
     script = re.search(r'<script id="face-login-messages" type="application/json">(.*?)</script>', body).group(1)
-    messages = json.loads(script)  # the sentences handed to the page's JavaScript
+    return json.loads(script)  # the sentences handed to the page's JavaScript
+
+
+def test_the_face_page_messages_are_translated(client, db):
+    messages = _page_messages(client, "ko")
     assert messages["not_recognised"].startswith("인식하지 못했습니다")
     assert "카메라" in messages["camera_denied"]
+
+
+def test_the_face_page_messages_follow_each_request_s_language(db):
+    from django.test import Client
+
+    # The sentences are kept per language once built: each page must still get its own language's.
+    assert _page_messages(Client(), "en")["camera_denied"].startswith("Camera access was refused")
+    assert "카메라" in _page_messages(Client(), "ko")["camera_denied"]
+    assert _page_messages(Client(), "en")["camera_denied"].startswith("Camera access was refused")
 
 
 def test_every_korean_message_is_translated():

@@ -491,7 +491,7 @@ class Gallery:
         return self._reduce(s.reshape(1, -1), np.arange(flat.size).reshape(sl.shape))[0]
 
     def search(
-        self, probes: np.ndarray, k: int = 2, *, floor: float | None = None
+        self, probes: np.ndarray, k: int = 2, *, floor: float | None = None, within: float | None = None
     ) -> tuple[list[list[str]], np.ndarray]:
         """The ``k`` best students per probe: (labels, scores (P, k) descending; -inf pads).
 
@@ -508,7 +508,12 @@ class Gallery:
           only looks at students above its threshold (and a margin rule at the runner-up above
           threshold - margin), so that is the floor it can pass: a stranger, whose best score is
           far below it and near almost every student's bound, then costs a shortlist, not a full
-          pass over the rows.
+          pass over the rows;
+        * with ``within``, only results within ``within`` of the best are exact (the others are the
+          best examined): the login's margin rule compares the runner-up with the best only when it
+          is that close (``within=0``: only the best matters). Without it, a genuine probe's
+          runner-up, far below the best, sets the bar, and nearly every student in a large gallery
+          has to be scored to confirm it.
 
         Equal scores keep ``labels`` order, in both paths.
         """
@@ -523,34 +528,48 @@ class Gallery:
         for start in range(0, P, _PROBE_CHUNK):
             block = probes[start : start + _PROBE_CHUNK]
             if exact:
-                full = self.similarities(block)
-                tops = np.argsort(-full, axis=1, kind="stable")[:, :kk]
-                found = [(top, full[i, top]) for i, top in enumerate(tops)]
+                found = self._dense_top(block, kk)
             else:
                 bounds = self._upper_bounds(self.centroid_scores(block))
-                found = [self._branch_and_bound(p, ub, kk, floor) for p, ub in zip(block, bounds)]
+                found = [self._branch_and_bound(p, ub, kk, floor, within) for p, ub in zip(block, bounds)]
+                dense = [i for i, result in enumerate(found) if result is None]
+                if dense:  # strangers, mostly: one matrix product for all of them, not one each
+                    for i, result in zip(dense, self._dense_top(block[dense], kk), strict=True):
+                        found[i] = result
             for i, (idx, sc) in enumerate(found, start=start):
                 names[i] = [self._labels[j] for j in idx]
                 scores[i, : len(idx)] = sc
         return names, scores
 
+    def _dense_top(self, probes: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        full = self.similarities(probes)
+        tops = np.argsort(-full, axis=1, kind="stable")[:, :k]  # equal scores keep label order
+        return [(top, full[i, top]) for i, top in enumerate(tops)]
+
     def _branch_and_bound(
-        self, probe: np.ndarray, ub: np.ndarray, k: int, floor: float | None
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self, probe: np.ndarray, ub: np.ndarray, k: int, floor: float | None, within: float | None
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The top ``k`` (row indices, scores), or None when scoring every row is cheaper (the caller
+        does that for all such probes of a batch at once)."""
         L = len(ub)
         m = min(max(self.shortlist, k), L)
         cand = np.argpartition(-ub, m - 1)[:m]
         sc = self._scores_of(cand, probe)
-        if floor is None:  # whoever could beat the best found
-            bar = float(sc.max())
-        else:  # whoever could enter the top k found, or reach the floor
-            bar = max(floor, float(np.partition(sc, len(sc) - k)[len(sc) - k]))
+        best = float(sc.max())
+        if floor is None and within is None:  # whoever could beat the best found
+            bar = best
+        else:  # whoever could enter the top k found, reaching the floor and within `within` of the best
+            bar = float(np.partition(sc, len(sc) - k)[len(sc) - k])
+            if floor is not None:
+                bar = max(bar, floor)
+            if within is not None:
+                bar = max(bar, best - within)
         more = ub >= bar - _BOUND_SLACK
         more[cand] = False
         extra = np.flatnonzero(more)
         if len(extra) * 3 > L:  # gathering that many students' rows costs more than one dense pass
-            cand, sc = np.arange(L), self.similarities(probe[None, :])[0]
-        elif len(extra):
+            return None
+        if len(extra):
             cand, sc = np.concatenate([cand, extra]), np.concatenate([sc, self._scores_of(extra, probe)])
         top = np.lexsort((cand, -sc))[:k]  # by score, then label order (as the exact path)
         return cand[top], sc[top]

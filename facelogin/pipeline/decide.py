@@ -177,9 +177,11 @@ def vote_frames(model: TrainedModel, embeddings: np.ndarray) -> list[FrameVote]:
         return []
     config, threshold = model.config, model.threshold
     cls_labels, probs = model.classifier.predict(X)
-    # Only students at or above threshold - margin can change a decision, and the search is exact for
-    # every such student: cheaper for strangers in a large gallery, the same decisions.
-    gal_labels, gal_scores = model.gallery.search(X, k=2, floor=threshold - config.margin)
+    # What can change a decision: the best student, and a runner-up at or above threshold - margin and
+    # within margin of the best (the margin rule). The search is exact for those, so a genuine probe's
+    # distant runner-up does not cost a pass over a large gallery (a stranger still can: near every
+    # student's bound; such probes of a batch share one matrix product).
+    gal_labels, gal_scores = model.gallery.search(X, k=2, floor=threshold - config.margin, within=config.margin)
     own = model.gallery.score(X, cls_labels)
     votes = []
     for i in range(len(X)):

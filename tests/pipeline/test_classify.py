@@ -174,6 +174,21 @@ def test_with_a_floor_every_result_above_it_is_exact() -> None:
         assert np.all(s2[i, ~above] < floor + 1e-6)
 
 
+@pytest.mark.parametrize("within", [0.0, 0.05, 0.2])
+def test_within_a_margin_of_the_best_every_result_is_exact(within: float) -> None:
+    X, y, centres = clusters(300, 5, noise=0.8)
+    exact = Gallery.from_arrays(X, y, exact_rows=10**9)
+    fast = Gallery.from_arrays(X, y, exact_rows=0, shortlist=2)
+    probes = np.vstack([near(centres[:40], 0.8), near(X[:40], 0.3, seed=5), strangers(40)])
+    n1, s1 = exact.search(probes, k=2)
+    n2, s2 = fast.search(probes, k=2, within=within)
+    for i in range(len(probes)):
+        close = s1[i] >= s1[i, 0] - within  # the best, and a runner-up the margin rule would look at
+        assert n2[i][: close.sum()] == n1[i][: close.sum()]
+        np.testing.assert_allclose(s2[i, close], s1[i, close], atol=1e-6)
+        assert np.all(s2[i, ~close] < s1[i, 0] - within + 1e-6)
+
+
 def test_a_large_batch_is_searched_and_predicted_in_blocks_with_the_same_answers() -> None:
     X, y, centres = clusters(50, 4)
     clf = CentroidClassifier(exact_rows=0, shortlist=3).fit(X, y)

@@ -7,8 +7,8 @@ Part 1, per stage, in this process: real held-out photos of the enrolled people 
 made into webcam frames (JPEG q80) at 640x480 and at 320x240 go through daphne's own analyser, built
 here by ``facelogin.services.recognition.Engine`` from the portal's environment (same embedder
 backend, thread settings and detection size as the server; printed with the results), as the batcher
-runs it (``analyze_batch`` of one frame: decode → detect → quality → align → embed), then the
-consumer's ``recognition.frame_vote`` (classify: search + similarity gate) and decider (decide), with
+runs it (``analyze_batch`` of one frame: decode → detect → quality → align → embed, then the vote:
+``recognition.frame_vote``, classify: search + similarity gate), then the socket's decider (decide), with
 the classifier version the portal serves, loaded from its database. Median and p95 over the frames.
 
 Part 2, end to end, against a real daphne (tests/live.py) on a throw-away portal seeded with
@@ -76,7 +76,7 @@ SIZES = {"640x480": (640, 480), "320x240": (320, 240)}
 
 
 def analyse(engine, model, data: bytes, decider) -> tuple[dict[str, float], object]:
-    """One frame as the server handles it (the batcher's analyze_batch, then the consumer's vote and
+    """One frame as the server handles it (the batcher's analyze_batch and vote, then the socket's
     decider); per-stage milliseconds, ``total`` wall and ``cpu`` (this process's CPU for the frame)."""
     from facelogin.services.recognition import frame_vote
 

@@ -22,9 +22,9 @@ while every client was signing in: from the last client's first frame to the fir
 answer, without the ramp-up and the drain), the daphne process's CPU (cores
 used; the busiest threads' share: the batcher thread should be near 1.0 when clients wait), and every
 outcome other than a redeemed ticket as an error. The ceiling, measured in the same run while daphne
-idles: daphne's own analyser built in this process by ``facelogin.services.recognition.Engine``
-from the portal's environment (same embedder, thread settings and detection size; printed), running
-``analyze_batch`` in batches of min(clients, 8) on as many threads as ``FrameBatcher`` has, on the frames
+idles: daphne's own engine built in this process by ``facelogin.services.recognition.Engine``
+from the portal's environment (same embedder, thread settings, detection size and classifier; printed),
+running its batch step ``recognise_batch`` (analyse, then vote) in batches of min(clients, 8) on as many threads as ``FrameBatcher`` has, on the frames
 the clients send first, before and after the clients (the machine is shared; its load drifts);
 served frames/s is reported as a ratio of the mean. Server threads are read from ``/proc/<pid>/task/*/schedstat``: time on
 a CPU, time runnable but waiting for one (other processes), and the rest (blocked: nothing to do).
@@ -34,7 +34,7 @@ portal (same data directory, SQLite database and environment; each on its own po
 cross-process messages, tickets live in the database), the clients spread round-robin over them like a
 proxy (client i keeps server i mod K for all its sign-ins: page, websocket and ticket). Server CPU is
 summed over the K processes. The ceiling is then K bare pipelines running at the same time in K
-separate processes (``python -m bench.load --ceiling-worker``, each building daphne's analyser from the
+separate processes (``python -m bench.load --ceiling-worker``, each building daphne's engine from the
 portal's environment as above), their frames/s summed.
 
 Prints a table and writes JSON (default ``bench/results/load-<clients>.json``, ``load-<clients>-s<K>.json``
@@ -88,8 +88,9 @@ from tests.live import REPO, DaphneProcess, python_executable, wait_until
 MAX_BATCH = 8  # facelogin.pipeline.batching.FrameBatcher's default max_batch
 
 
-def ceiling(analyzer, frames: list[bytes], batch: int, threads: int = 1) -> dict:
-    """Frames/s of the bare batched pipeline on ``frames``, on ``threads`` threads (as many as daphne's
+def ceiling(engine, frames: list[bytes], batch: int, threads: int = 1) -> dict:
+    """Frames/s of the bare batched pipeline on ``frames``: daphne's batch step (``Engine.recognise_batch``:
+    analyse, then vote against the served classifier), on ``threads`` threads (as many as daphne's
     FrameBatcher has: FACELOGIN_RECOGNITION_THREADS), each taking the next batch."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -97,7 +98,7 @@ def ceiling(analyzer, frames: list[bytes], batch: int, threads: int = 1) -> dict
     chunks = [work[i : i + batch] for i in range(0, len(work), batch)]
 
     def run(chunk: list[bytes]) -> int:
-        return sum(getattr(r, "embedding", None) is not None for r in analyzer.analyze_batch(chunk, purpose="login"))
+        return sum(getattr(r, "vote", None) is not None and r.analysis.embedding is not None for r in engine.recognise_batch(chunk))
 
     cpu0, t0 = time.process_time(), time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
@@ -131,7 +132,7 @@ def ceiling_worker(spec_path: Path) -> int:
     for line in sys.stdin:
         if line.strip() != "go":
             break
-        result = ceiling(engine.analyzer, spec["frames"], spec["batch"], spec["threads"] or info["FACELOGIN_RECOGNITION_THREADS"])
+        result = ceiling(engine, spec["frames"], spec["batch"], spec["threads"] or info["FACELOGIN_RECOGNITION_THREADS"])
         print(WORKER_TAG + "RESULT " + json.dumps(result), flush=True)
     return 0
 
@@ -388,19 +389,17 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.servers == 1:
             with serve(portal, name=f"daphne-load-{args.clients}", **overrides) as daphne:
-                # The ceiling runs while daphne idles (one heavy process at a time), then the analyser goes.
                 # The ceiling runs while daphne idles (one heavy process at a time), before and after the
                 # clients: the machine is shared, and its load drifts over a run.
                 engine, engine_info = server_engine(portal, overrides)
-                analyzer = engine.analyzer
                 batch = min(args.clients, MAX_BATCH)
                 threads = engine_info["FACELOGIN_RECOGNITION_THREADS"]
-                before = ceiling(analyzer, first_frames, batch, threads)
+                before = ceiling(engine, first_frames, batch, threads)
                 pid = daphne.process.pid
                 cpu0, threads0 = cpu_seconds(pid), thread_sched(pid)
                 results, started, per_client = asyncio.run(run_clients(daphne.url, sources, args.rounds, args.duration, args.timeout))
                 cpu1, threads1 = cpu_seconds(pid), thread_sched(pid)
-                after = ceiling(analyzer, first_frames, batch, threads)
+                after = ceiling(engine, first_frames, batch, threads)
         else:
             # K daphnes on one portal; the ceiling is K bare pipelines at once in K processes, while the
             # daphnes idle, before and after the clients.
@@ -527,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.servers == 1:
         print(
-            f"ceiling (bare batched pipeline, daphne's analyser in this process, batches of {top['batch']}, {before['threads']} thread(s)): "
+            f"ceiling (bare batched pipeline, daphne's batch step (analyse + vote) in this process, batches of {top['batch']}, {before['threads']} thread(s)): "
             f"{before['frames_per_s']} frames/s before "
             f"the clients, {after['frames_per_s']} after ({before['frames']} frames each, {before['frames_embedded']} embedded), "
             f"{top['cpu_ms_per_frame']} ms CPU per frame"
@@ -535,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         each = lambda c: " + ".join(str(p["frames_per_s"]) for p in c["per_process"])  # noqa: E731
         print(
-            f"ceiling ({args.servers} bare batched pipelines at once in {args.servers} processes, each daphne's analyser, "
+            f"ceiling ({args.servers} bare batched pipelines at once in {args.servers} processes, each daphne's batch step (analyse + vote), "
             f"batches of {top['batch']}, {before['threads']} thread(s) each): "
             f"{before['frames_per_s']} frames/s before the clients ({each(before)}), {after['frames_per_s']} after ({each(after)}) "
             f"({before['per_process'][0]['frames']} frames per process, {before['frames_embedded']}/{before['frames']} embedded), "

@@ -620,6 +620,7 @@ def server_engine(portal: Portal, overrides: dict[str, str]):
         torch.set_num_threads(int(overrides["OMP_NUM_THREADS"]))
     engine = Engine()
     engine.warm_up()
+    engine.current_model()  # the classifier version daphne serves, from the portal's database: its batches vote
     config = face_settings()
     info = {
         "embedder": repr(engine.analyzer.embedder),

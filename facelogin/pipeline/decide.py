@@ -251,6 +251,28 @@ def vote_analyses(model: TrainedModel, analyses: Sequence[FrameAnalysis]) -> lis
     return votes
 
 
+@dataclass(frozen=True)
+class RecognisedFrame:
+    """A frame analysed and voted in one batch: ``vote`` is against every student of ``model`` (the
+    model that was active when the batch ran), None when no model was loaded yet."""
+
+    analysis: FrameAnalysis
+    model: TrainedModel | None
+    vote: FrameVote | None
+
+
+def recognise_batch(model: TrainedModel | None, results: Sequence[FrameAnalysis | Exception]) -> list[RecognisedFrame | Exception]:
+    """``analyze_batch``'s results with their votes, from one classifier and gallery call for the whole
+    batch; a frame's error stays in its place. The server runs this off the event loop, so the gallery
+    search (milliseconds at 30,000 students) is batched across connections instead of run per frame."""
+    analysed = [i for i, result in enumerate(results) if isinstance(result, FrameAnalysis)]
+    votes = vote_analyses(model, [results[i] for i in analysed]) if model is not None else [None] * len(analysed)
+    recognised: list[RecognisedFrame | Exception] = list(results)
+    for i, vote in zip(analysed, votes, strict=True):
+        recognised[i] = RecognisedFrame(results[i], model, vote)
+    return recognised
+
+
 def vote_claim(model: TrainedModel, analysis: FrameAnalysis, label: str, threshold: float) -> FrameVote:
     """1:1 verification: the frame is compared with the claimed student's enrolled photos only.
 

@@ -74,10 +74,7 @@ class Engine:
         self.model_name = config["MODEL"]
         embedder = get_embedder(prepare_embedding_weights(), threads=config["TORCH_THREADS"], backend=config["EMBEDDER"])
         self.analyzer = FaceAnalyzer(analyzer_config(), embedder)
-        self.batcher = FrameBatcher(
-            lambda frames: self.analyzer.analyze_batch(frames, purpose="login"),
-            threads=config["RECOGNITION_THREADS"],
-        )
+        self.batcher = FrameBatcher(self.recognise_batch, threads=config["RECOGNITION_THREADS"])
         self._model = None
         self._version_id: int | None = None
         self._checked_at = float("-inf")
@@ -85,6 +82,15 @@ class Engine:
 
     def warm_up(self) -> None:
         self.analyzer.warm_up()
+
+    def recognise_batch(self, frames):
+        """The batcher's step, off the event loop: analyse the frames, then vote them all at once against
+        the classifier the sockets last loaded (never a database trip here: a refresh is theirs). In
+        verify mode each socket compares its frames with its own claimed student instead."""
+        from facelogin.pipeline.decide import recognise_batch
+
+        model = self._model if face_settings()["MODE"] != "verify" else None
+        return recognise_batch(model, self.analyzer.analyze_batch(frames, purpose="login"))
 
     def _fresh(self) -> bool:
         return time.monotonic() - self._checked_at < face_settings()["MODEL_REFRESH_SECONDS"]

@@ -20,6 +20,7 @@ from facelogin.pipeline.decide import (
     ThesisRule,
     TrainedModel,
     decide_attempt,
+    recognise_batch,
     train_model,
     vote_analysis,
     vote_frame,
@@ -41,6 +42,38 @@ def photos(c: np.ndarray, per: int, seed: int) -> np.ndarray:
 ENROLLED = centres(30, seed=1)
 STRANGERS = centres(20, seed=2)
 LABELS = [f"stu{i:03d}" for i in range(30)]
+
+
+def _analysis(embedding: np.ndarray | None, *, faces: int = 1) -> types.FrameAnalysis:
+    face = types.Face(
+        box=(10, 10, 110, 130), probability=0.99, landmarks=((40, 50), (80, 50), (60, 75), (45, 100), (75, 100))
+    )
+    detection = types.Detection(faces=(face,) * faces, image_size=(200, 200))
+    good = types.QualityReport(face_px=100, brightness=120, sharpness=200, pose=types.Pose(0, 0, 0))
+    return types.FrameAnalysis(detection, face if faces else None, good if faces else None, embedding=embedding)
+
+
+def test_a_batch_is_voted_as_its_frames_one_at_a_time_with_errors_in_place(model: TrainedModel) -> None:
+    students = photos(ENROLLED[:3], 1, seed=71)
+    stranger = photos(centres(1, seed=72), 1, seed=73)[0]
+    bad = errors.ImageError("not an image")
+    batch = [_analysis(students[0]), bad, _analysis(stranger), _analysis(None, faces=0), _analysis(students[2], faces=2), _analysis(students[1])]
+    recognised = recognise_batch(model, batch)
+    assert recognised[1] is bad  # that frame's error, for its own socket only
+    for result, analysis in zip(recognised, batch, strict=True):
+        if analysis is bad:
+            continue
+        assert result.analysis is analysis and result.model is model
+        alone = vote_analysis(model, analysis)  # one batched search, the same votes (to rounding)
+        assert (result.vote.label, result.vote.reason, result.vote.confident) == (alone.label, alone.reason, alone.confident)
+        assert (result.vote.similarity, result.vote.probability) == (pytest.approx(alone.similarity), pytest.approx(alone.probability))
+    assert [r.vote.label for r in recognised if r is not bad] == [LABELS[0], None, None, None, LABELS[1]]
+
+
+def test_a_batch_before_any_model_is_analysed_but_not_voted() -> None:
+    analysis = _analysis(photos(ENROLLED[:1], 1, seed=74)[0])
+    [recognised] = recognise_batch(None, [analysis])
+    assert recognised.analysis is analysis and recognised.model is None and recognised.vote is None
 
 
 @pytest.fixture(scope="module")

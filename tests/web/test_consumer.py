@@ -148,6 +148,21 @@ async def test_a_sign_in_needs_no_channel_layer_and_no_thread_switch_per_message
     assert closes == [] and new_channels == []
 
 
+async def test_frames_are_voted_in_their_batch_not_on_the_event_loop(enrolled, monkeypatch):
+    # The gallery search costs milliseconds at 30,000 students: on the event loop it would hold up every
+    # socket of the process once a frame. The batcher's thread votes the whole batch at once instead.
+    from facelogin.services import recognition
+
+    on_the_loop = []
+    vote_alone = recognition.frame_vote
+    monkeypatch.setattr(recognition, "frame_vote", lambda *a, **k: on_the_loop.append(1) or vote_alone(*a, **k))
+    person = faces.johns()[0]
+    communicator = await _connect()
+    answers = await _sign_in_with(communicator, [faces.webcam_frame(p) for p in faces.held_out_photos(person)])
+    assert answers[-1]["type"] == "success", answers
+    assert on_the_loop == []
+
+
 @pytest.mark.parametrize("stranger", ["johns", "photo"])
 async def test_a_face_that_is_not_enrolled_never_gets_a_ticket(enrolled, stranger):
     if stranger == "johns":

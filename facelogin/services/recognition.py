@@ -214,6 +214,8 @@ def vote_scores(vote) -> dict:
     return {
         "similarity": finite(vote.similarity),
         "best_similarity": finite(vote.best_similarity),
+        # The runner-up is exact when it could change the decision (within the margin of the best);
+        # otherwise it is the best other student the search examined, an underestimate.
         "second_similarity": finite(vote.second_similarity),
         "threshold": finite(vote.threshold),
         "probability": round(float(vote.probability), 4),

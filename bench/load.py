@@ -24,8 +24,8 @@ used; the busiest threads' share: the batcher thread should be near 1.0 when cli
 outcome other than a redeemed ticket as an error. The ceiling, measured in the same run while daphne
 idles: daphne's own engine built in this process by ``facelogin.services.recognition.Engine``
 from the portal's environment (same embedder, thread settings, detection size and classifier; printed),
-running its batch step ``recognise_batch`` (analyse, then vote) in batches of min(clients, 8) on as many threads as ``FrameBatcher`` has, on the frames
-the clients send first, before and after the clients (the machine is shared; its load drifts);
+running its batch step ``recognise_batch`` (analyse, then vote) in batches of min(clients, 8) on as
+many threads as ``FrameBatcher`` has, on the frames the clients send first, before and after the clients (the machine is shared; its load drifts);
 served frames/s is reported as a ratio of the mean. Server threads are read from ``/proc/<pid>/task/*/schedstat``: time on
 a CPU, time runnable but waiting for one (other processes), and the rest (blocked: nothing to do).
 

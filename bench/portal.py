@@ -386,7 +386,7 @@ class Browser:
 
     Lean on purpose: the clients share the 2-core machine with the server under test. ``requests`` (a
     cookie-policy engine, redirect and settings merging) cost each sign-in 12 ms of the client's CPU
-    (cProfile: two thirds of it in requests), a third of what daphne spends serving that sign-in.
+    (yappi: two thirds of it in requests), a third of what daphne spends serving that sign-in.
     """
 
     def __init__(self, base_url: str, *, timeout: float = 30) -> None:

@@ -1,7 +1,7 @@
 """Django's database sessions, without the queries that change nothing.
 
 Every face sign-in creates two sessions (the camera page's, and the rotated one at login) in the
-portal's busiest minutes, so two statements a sign-in are worth saving:
+portal's busiest minutes, so every statement a sign-in makes is worth a look:
 
 - a new key is inserted straight away: Django first asks whether the random 32-character key exists,
   although ``create()`` inserts with ``must_create`` and draws again on a clash anyway;

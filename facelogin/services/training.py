@@ -205,7 +205,17 @@ def classifier_train(
         version.save()
         logger.warning("classifier training failed: %s", exc)
         return version
-    version = classifier_activate(version=version, actor=actor, action=audit.BiometricAction.Action.RETRAIN)
+    try:
+        version = classifier_activate(version=version, actor=actor, action=audit.BiometricAction.Action.RETRAIN)
+    except TrainingRefused as refused:
+        if update is None:
+            raise
+        # Stored as changes to a version whose model was pruned meanwhile (a retrain elsewhere moved the
+        # active version on, and its retention cleared the old chain): nothing could load this one.
+        version.status, version.error = ClassifierVersion.Status.FAILED, str(refused)
+        version.save(update_fields=["status", "error"])
+        logger.warning("incremental version %s cannot be activated (%s); retraining fully", version.pk, refused)
+        return classifier_train(trigger=trigger, actor=actor, token=token, full=True)
     _prune_after_retrain()
     return version
 

@@ -184,6 +184,26 @@ def test_a_pruned_version_cannot_be_activated_and_says_why(make_student, increme
     assert training.classifier_activate(version=versions["f3"]).is_active
 
 
+def test_an_incremental_retrain_whose_base_is_pruned_meanwhile_retrains_fully(make_student, incremental, monkeypatch):
+    enrol_background(make_student)
+    base = retrain(make_student, full=True)
+    built_on_changes = training._train_incremental
+
+    def pruned_while_training(**kwargs):
+        update = built_on_changes(**kwargs)
+        ClassifierVersion.objects.filter(pk=base.pk).update(artifact=None)  # what a concurrent prune does
+        return update
+
+    monkeypatch.setattr(training, "_train_incremental", pruned_while_training)
+    enrol_john(make_student, 0)
+    version = training.classifier_train(trigger="test")
+    assert version.is_active and "incremental" not in version.metrics  # a full retrain, not stuck
+    assert version.gallery_students == base.gallery_students + 1
+    refused = ClassifierVersion.objects.exclude(pk__in=[base.pk, version.pk]).get()
+    assert refused.status == ClassifierVersion.Status.FAILED and "model was pruned" in refused.error
+    assert not refused.is_active
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_admin_refuses_to_roll_back_to_a_pruned_version(make_student, incremental, admin_client):
     versions = history(make_student)

@@ -189,13 +189,15 @@ def classifier_train(
         version.thresholds = _json_safe({"similarity": trained.threshold, **trained.calibration.to_dict()})
         version.metrics = _json_safe(trained.metrics)
         version.progress, version.stage = 100, ""
-        version.artifact = biometrics.seal(stored.to_bytes(), context=b"classifier")
         accuracy = trained.metrics.get("holdout", {}).get("rank1_accuracy")
         if accuracy is not None and accuracy < config["MIN_HOLDOUT_ACCURACY"]:
+            # The row keeps its metrics; the model is not stored: it can never be activated, and at
+            # 30,000 students it would be 308 MB nothing reads.
             version.status = ClassifierVersion.Status.REJECTED
             version.error = f"held-out accuracy {accuracy:.3f} is below FACELOGIN_MIN_HOLDOUT_ACCURACY"
             version.save()
             return version
+        version.artifact = biometrics.seal(stored.to_bytes(), context=b"classifier")
         version.status = ClassifierVersion.Status.READY
         version.save()
         _remember(version, trained)  # the next incremental step here starts from it
@@ -578,7 +580,9 @@ def prune_classifier_artifacts(*, keep: int | None = None, dry_run: bool = False
     each, and roll-back targets too). Cleared: older full retrains, and incremental versions built on
     one (they could not be loaded any more). A pruned version can no longer be activated
     (``classifier_activate`` says why). Sizes are measured in the database, so no model is read.
-    Failed and rejected versions are left as they are (they are never activated or built on).
+    A failed or rejected version that still stores a model (one stored before training refused to
+    keep it, or an incremental version whose base was pruned before it could be activated) loses it
+    too: such versions are never activated or built on.
     """
     keep = settings.FACELOGIN["KEEP_CLASSIFIER_VERSIONS"] if keep is None else keep
     if keep < 1:
@@ -600,13 +604,20 @@ def prune_classifier_artifacts(*, keep: int | None = None, dry_run: bool = False
                 if pk not in kept and pk in has_model and base in kept:
                     kept.add(pk)
                     grown = True
-        pruned = sorted(has_model - kept)
-        freed = sum(versions[pk][1] for pk in pruned)
+        never_used = dict(
+            ClassifierVersion.objects.filter(status__in=[ClassifierVersion.Status.FAILED, ClassifierVersion.Status.REJECTED])
+            .annotate(artifact_bytes=Length("artifact"))
+            .filter(artifact_bytes__gt=0)
+            .values_list("pk", "artifact_bytes")
+        )
+        sizes = {**{pk: size for pk, (_, size) in versions.items()}, **never_used}
+        pruned = sorted((has_model - kept) | set(never_used))
+        freed = sum(sizes[pk] for pk in pruned)
         if pruned and not dry_run:
             at = timezone.now().isoformat()
             for pk, metrics in ClassifierVersion.objects.filter(pk__in=pruned).values_list("pk", "metrics"):
                 ClassifierVersion.objects.filter(pk=pk).update(
-                    artifact=None, metrics={**(metrics or {}), _PRUNED: {"at": at, "bytes": versions[pk][1]}}
+                    artifact=None, metrics={**(metrics or {}), _PRUNED: {"at": at, "bytes": sizes[pk]}}
                 )
             audit.biometric_action_record(
                 action=audit.BiometricAction.Action.DELETE, classifier_versions=pruned, bytes=freed, reason="retention"

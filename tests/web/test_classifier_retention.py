@@ -202,6 +202,20 @@ def test_an_incremental_retrain_whose_base_is_pruned_meanwhile_retrains_fully(ma
     refused = ClassifierVersion.objects.exclude(pk__in=[base.pk, version.pk]).get()
     assert refused.status == ClassifierVersion.Status.FAILED and "model was pruned" in refused.error
     assert not refused.is_active
+    # Retention after the full retrain cleared what nothing can use: the refused version's changes.
+    assert stored_sizes()[refused.pk] is None and stored_sizes()[version.pk]
+
+
+def test_retention_clears_a_model_a_failed_or_rejected_version_still_stores(make_student, incremental):
+    enrol_background(make_student)
+    active = retrain(make_student, full=True)
+    rejected = ClassifierVersion.objects.create(
+        model_name=active.model_name, classifier=active.classifier, status=ClassifierVersion.Status.REJECTED, artifact=b"x" * 1000
+    )
+    report = training.prune_classifier_artifacts()
+    assert report.pruned == (rejected.pk,) and report.bytes_freed == 1000
+    assert stored_sizes() == {active.pk: stored_sizes()[active.pk], rejected.pk: None}
+    assert ClassifierVersion.objects.get(pk=rejected.pk).metrics["model_pruned"]["bytes"] == 1000
 
 
 @pytest.mark.django_db(transaction=True)
@@ -233,7 +247,7 @@ def test_a_retrain_that_activates_a_version_prunes_automatically(make_student, s
     third = retrain(make_student, full=True)
     sizes = stored_sizes()
     assert sizes[first.pk] is None and sizes[second.pk] and sizes[third.pk]
-    assert sizes[rejected.pk]  # rejected versions are not pruned (never activated, never needed)
+    assert sizes[rejected.pk] is None  # a rejected version never stores its model (never activated)
     assert ClassifierVersion.objects.get(pk=first.pk).status == "ready"
 
 

@@ -150,6 +150,7 @@ def test_an_incremental_version_is_still_held_to_the_required_accuracy(make_stud
     version = training.classifier_train(trigger="one more")
     assert version.status == "rejected" and "incremental" in version.metrics
     assert ClassifierVersion.objects.get(is_active=True) == first
+    assert not ClassifierVersion.objects.get(pk=version.pk).artifact  # never activated: no model kept
 
 
 @pytest.mark.django_db

@@ -6,6 +6,7 @@ unacknowledged, so another worker runs it again; the services make a second run 
 
 from __future__ import annotations
 
+import logging
 from smtplib import SMTPException
 
 from celery import shared_task
@@ -14,6 +15,8 @@ from django.contrib.auth import get_user_model
 from django.db import OperationalError, InterfaceError
 
 from facelogin.pipeline.errors import ModelUnavailable
+
+logger = logging.getLogger(__name__)
 
 # Passing errors worth retrying: a database restart or lock, a model file still being written.
 TRANSIENT = (OperationalError, InterfaceError, ModelUnavailable)
@@ -58,9 +61,18 @@ def reembed_photos(model: str, path: str | None = None, actor_id: int | None = N
     return count
 
 
-# A mail server that is down or refuses for a while (OSError, SMTPException) is retried too.
-@shared_task(acks_late=True, autoretry_for=TRANSIENT + (OSError, SMTPException), retry_backoff=5, retry_backoff_max=600, max_retries=8)
-def notify_new_browser(sign_in_id: int, language: str | None = None) -> None:
+# A mail server that is down or refuses for a while (OSError, SMTPException) is retried too, by a
+# worker. Run in-process (the embedded default: no broker), a retry would run again at once, inside the
+# sign-in's request: up to 8 more mail timeouts before the student's page answers. There, one attempt.
+@shared_task(
+    bind=True, acks_late=True, autoretry_for=TRANSIENT + (OSError, SMTPException), retry_backoff=5, retry_backoff_max=600, max_retries=8
+)
+def notify_new_browser(self, sign_in_id: int, language: str | None = None) -> None:
     from facelogin.services.signins import notify_new_browser
 
-    notify_new_browser(sign_in_id=sign_in_id, language=language)
+    try:
+        notify_new_browser(sign_in_id=sign_in_id, language=language)
+    except (OSError, SMTPException):
+        if not self.request.is_eager:
+            raise
+        logger.warning("new-browser email for sign-in %s not sent: the mail server did not answer", sign_in_id, exc_info=True)

@@ -81,5 +81,18 @@ def test_a_mail_server_that_cannot_be_reached_makes_the_email_task_retry(make_st
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 9, 2  # nothing listens on port 9
     with pytest.raises((Retry, OSError)):
-        tasks.notify_new_browser.apply(args=[sign_in.pk, "en"], throw=True)
+        tasks.notify_new_browser(sign_in.pk, "en")  # as a worker runs it: the error goes to the retry
     assert len(mail.outbox) == 0
+
+
+def test_run_in_process_an_unreachable_mail_server_costs_one_attempt_not_eight(make_student, settings, caplog):
+    from facelogin import tasks
+
+    student = make_student("20260001", email="minji@example.ac.kr")
+    sign_in = SignIn.objects.create(user=student.user, method="face", user_agent="Browser A")
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 9, 2  # nothing listens on port 9
+    result = tasks.notify_new_browser.apply(args=[sign_in.pk, "en"])  # eager, as in the embedded mode
+    assert result.successful() and len(mail.outbox) == 0
+    assert "not sent: the mail server did not answer" in caplog.text
+    assert caplog.text.count("not sent") == 1  # no retry ran inline

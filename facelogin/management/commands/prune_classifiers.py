@@ -25,7 +25,8 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="only report what would be pruned")
 
     def handle(self, *args, keep: int | None, dry_run: bool, **options) -> None:
-        if keep is not None and keep < 1:
-            raise CommandError("--keep must be at least 1")
-        report = prune_classifier_artifacts(keep=keep, dry_run=dry_run)
+        try:
+            report = prune_classifier_artifacts(keep=keep, dry_run=dry_run)
+        except ValueError as refused:  # the service checks --keep
+            raise CommandError(str(refused)) from refused
         self.stdout.write(str(report))

@@ -219,7 +219,7 @@ def serve_many(portal, count: int, name: str, **overrides: str):
 
 
 async def client(
-    url: str, source_for, rounds: int, stop_at: float, timeout: float, done: list[SignIn], bar, mine: list[SignIn] | None = None
+    url: str, source_for, rounds: int, stop_at: float, timeout: float, done: list[SignIn], bar
 ) -> list[SignIn]:
     own: list[SignIn] = []
     for _ in range(rounds):
@@ -228,25 +228,22 @@ async def client(
         result = await sign_in(url, source_for(), timeout=timeout)
         done.append(result)
         own.append(result)
-        if mine is not None:
-            mine.append(result)
         bar.update(1)
     return own
 
 
 async def run_clients(
-    url: str | list[str], sources, rounds: int, duration: float, timeout: float, per_server: list[list[SignIn]] | None = None
+    url: str | list[str], sources, rounds: int, duration: float, timeout: float
 ) -> tuple[list[SignIn], float, list[list[SignIn]]]:
-    """All clients at once; with a list of server URLs, client i signs in (every round) on server i mod K,
-    and ``per_server[k]`` collects server k's sign-ins. Returns every sign-in, the start time, and each
-    client's sign-ins in order."""
+    """All clients at once; with a list of server URLs, client i signs in (every round) on server i mod K.
+    Returns every sign-in, the start time, and each client's sign-ins in order."""
     urls = [url] if isinstance(url, str) else list(url)
     done: list[SignIn] = []
     started = time.monotonic()
     with tqdm(total=len(sources) * rounds, desc="sign-ins", unit="sign-in", file=sys.stderr, disable=None) as bar:
         per_client = await asyncio.gather(
             *(
-                client(urls[i % len(urls)], s, rounds, started + duration, timeout, done, bar, per_server[i % len(urls)] if per_server is not None else None)
+                client(urls[i % len(urls)], s, rounds, started + duration, timeout, done, bar)
                 for i, s in enumerate(sources)
             )
         )
@@ -412,10 +409,9 @@ def main(argv: list[str] | None = None) -> int:
                     before = workers.run()
                     pids = [d.process.pid for d in servers]
                     cpu0s, sched0s = [cpu_seconds(p) for p in pids], [thread_sched(p) for p in pids]
-                    per_server: list[list[SignIn]] = [[] for _ in servers]
                     machine0, bench0 = machine_cpu(), time.process_time()
                     results, started, per_client = asyncio.run(
-                        run_clients([d.url for d in servers], sources, args.rounds, args.duration, args.timeout, per_server)
+                        run_clients([d.url for d in servers], sources, args.rounds, args.duration, args.timeout)
                     )
                     cpu1s, sched1s = [cpu_seconds(p) for p in pids], [thread_sched(p) for p in pids]
                     machine1, bench1 = machine_cpu(), time.process_time()
@@ -423,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
                 finally:
                     workers.close()
             urls = [d.url for d in servers]
+            # Client i signed in on server i mod K.
+            per_server = [[r for i, own in enumerate(per_client) if i % len(urls) == k for r in own] for k in range(len(urls))]
     top = {
         "frames_per_s": round((before["frames_per_s"] + after["frames_per_s"]) / 2, 2),
         "cpu_ms_per_frame": round((before["cpu_ms_per_frame"] + after["cpu_ms_per_frame"]) / 2, 1),

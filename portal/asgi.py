@@ -11,13 +11,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 django_asgi_app = get_sync_stack_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from channels.sessions import SessionMiddlewareStack  # noqa: E402
 
 from django.conf import settings  # noqa: E402
 
 from facelogin.routing import websocket_urlpatterns  # noqa: E402
 from facelogin.services.recognition import warm_up_in_background  # noqa: E402
+from portal.origin import SameOriginValidator  # noqa: E402
 
 if settings.FACELOGIN["WARM_UP"]:
     # Load and warm the models now, so the first student of the day does not wait for them.
@@ -28,6 +28,7 @@ application = ProtocolTypeRouter(
         "http": django_asgi_app,
         # Sessions only: the sign-in socket needs the browser's session, never the user (a signed-in
         # user has no use for it), so the user is not loaded from the database for every connection.
-        "websocket": AllowedHostsOriginValidator(SessionMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # The handshake's Origin must be the page's own (scheme, host and port): portal/origin.py.
+        "websocket": SameOriginValidator(SessionMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -255,6 +255,9 @@ FACELOGIN = {
     "MAX_FRAMES": env_int("FACELOGIN_MAX_FRAMES", 40, minimum=1),
     "ATTEMPT_SECONDS": env_int("FACELOGIN_ATTEMPT_SECONDS", 30, minimum=3),
     "MAX_FRAME_BYTES": env_int("FACELOGIN_MAX_FRAME_BYTES", 512 * 1024, minimum=1024),
+    # Longest side of a sign-in frame, checked from the image header (the page sends 640 px; a webcam
+    # gives 1280 at most). Enrolment photos keep MAX_UPLOAD_BYTES and MAX_PIXELS.
+    "MAX_FRAME_SIDE": env_int("FACELOGIN_MAX_FRAME_SIDE", 1280, minimum=160),
     "MAX_FRAMES_PER_SECOND": env_float("FACELOGIN_MAX_FRAMES_PER_SECOND", 12.0),
     "MAX_UPLOAD_BYTES": env_int("FACELOGIN_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1024),
     "MAX_PIXELS": env_int("FACELOGIN_MAX_PIXELS", 40_000_000, minimum=10_000),

@@ -49,6 +49,7 @@ def analyzer_config():
     config = face_settings()
     return AnalyzerConfig(
         decode=DecodeLimits(max_bytes=config["MAX_UPLOAD_BYTES"], max_pixels=config["MAX_PIXELS"]),
+        login_decode=DecodeLimits.login_frame(max_bytes=config["MAX_FRAME_BYTES"], max_side=config["MAX_FRAME_SIDE"]),
         login_detect_side=config["LOGIN_DETECT_SIDE"] or None,
     )
 

@@ -242,6 +242,11 @@ FACELOGIN = {
     # on webcam-style frames: the same sign-in results at 320 as at 640, for half the detection cost.
     "LOGIN_DETECT_SIDE": env_int("FACELOGIN_LOGIN_DETECT_SIDE", 320, minimum=0),
     "RECOGNITION_THREADS": env_int("FACELOGIN_RECOGNITION_THREADS", 1, minimum=1),
+    # Fairness under load (facelogin/pipeline/batching.py): frames waiting for analysis in a process at
+    # most (beyond: the attempt ends "busy", counted against nobody), and sign-in sockets one address
+    # may hold open at once in a process. Frames are served round-robin across addresses.
+    "FRAME_QUEUE": env_int("FACELOGIN_FRAME_QUEUE", 64, minimum=1),
+    "SOCKETS_PER_ADDRESS": env_int("FACELOGIN_SOCKETS_PER_ADDRESS", 10, minimum=1),
     "CLASSIFIER": env("FACELOGIN_CLASSIFIER", "centroid"),
     "TARGET_FPIR": env_float("FACELOGIN_TARGET_FPIR", 0.001),
     # "identify": the face alone; "verify": the student number first, then the face, compared with

@@ -45,6 +45,9 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", HTTPS)
 if env_bool("DJANGO_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Reverse proxies (addresses or networks) whose X-Forwarded-For / X-Forwarded-Proto are believed, for
+# their own hop only (portal/proxy.py). Empty: the connection's address is the client's.
+TRUSTED_PROXIES = env_list("DJANGO_TRUSTED_PROXIES", "")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
@@ -69,6 +72,14 @@ SESSION_COOKIE_AGE = env_int("DJANGO_SESSION_SECONDS", 8 * 3600, minimum=60)
 SESSION_ENGINE = "portal.sessions"
 # Threads serving HTTP requests in each daphne process (portal.asgi_http); each keeps a database connection.
 HTTP_THREADS = env_int("DJANGO_HTTP_THREADS", 8, minimum=1)
+# Password POSTs (~0.3 s of CPU in the hasher each) have their own lane: this many threads, and this many
+# requests waiting beyond them; more are answered 503 with Retry-After at once.
+HTTP_AUTH_THREADS = env_int("DJANGO_HTTP_AUTH_THREADS", 2, minimum=1)
+HTTP_AUTH_QUEUE = env_int("DJANGO_HTTP_AUTH_QUEUE", 16, minimum=0)
+# Request bodies: refused with 413 once over this (checked by daphne while the body arrives, and by the
+# handler); the admin, where several enrolment photos are uploaded at once, has its own cap.
+MAX_BODY_BYTES = env_int("DJANGO_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+MAX_ADMIN_BODY_BYTES = env_int("DJANGO_MAX_ADMIN_BODY_BYTES", 100 * 1024 * 1024, minimum=1024)
 
 INSTALLED_APPS = [
     "daphne",

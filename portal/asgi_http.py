@@ -107,7 +107,6 @@ def refusal(status: int, accept_language: str = "") -> HttpResponse:
     response = HttpResponse(text + "\n", status=status, content_type="text/plain; charset=utf-8")
     if status == 503:
         response["Retry-After"] = str(AUTH_RETRY_SECONDS)
-    response["Connection"] = "close"
     return response
 
 
@@ -301,7 +300,7 @@ def install_daphne_body_limit() -> None:
             languages = b",".join(self.requestHeaders.getRawHeaders(b"accept-language") or []).decode("latin-1")
             answer = refusal(413, languages)
             head = [b"HTTP/1.1 413 Content Too Large"] + [f"{k}: {v}".encode("latin-1") for k, v in answer.items()]
-            head.append(b"Content-Length: %d" % len(answer.content))
+            head += [b"Content-Length: %d" % len(answer.content), b"Connection: close"]
             self.channel.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + answer.content)
             self.channel.loseConnection()  # stops reading: the rest of the body is never received
             logger.warning("request body over %d bytes refused with 413 (%s)", self.limit, self.channel._path[:200] if hasattr(self.channel, "_path") else "")

@@ -19,6 +19,8 @@ from portal.env import env, env_bool, env_choice, env_float, env_int, env_list
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env("FACELOGIN_DATA_DIR") or BASE_DIR / "data").resolve()
+if not DATA_DIR.exists():  # it holds the SQLite database and the embedded run's secrets: the owner's only
+    DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
 (DATA_DIR / "static").mkdir(parents=True, exist_ok=True)  # SQLite and WhiteNoise need them to exist
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
@@ -139,6 +141,12 @@ CONN_MAX_AGE = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=CONN_MAX_AGE, conn_health_checks=True)}
 else:
+    # Live session keys and password hashes: created readable by the owner only (SQLite gives its -wal
+    # and -shm files the database file's permissions).
+    if not SQLITE_PATH.exists():
+        import os
+
+        os.close(os.open(SQLITE_PATH, os.O_CREAT | os.O_WRONLY, 0o600))
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",

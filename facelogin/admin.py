@@ -174,14 +174,14 @@ class StudentAdmin(DeploymentWarningsMixin, admin.ModelAdmin):
         active = consent.consent_active(student=student)
         if active is None:
             text = _("Not given. Record the student's consent before enrolling photos.")
-            return format_html('<strong class="consent-missing" style="color:#b3261e">{}</strong>', text)
+            return format_html('<strong class="consent-missing">{}</strong>', text)
         text = _("Given on %(at)s (text version %(version)s, %(method)s, recorded by %(by)s).") % {
             "at": active.given_at.strftime("%Y-%m-%d %H:%M"),
             "version": active.text_version,
             "method": active.get_method_display(),
             "by": active.recorded_by or _("the student"),
         }
-        return format_html('<strong class="consent-given" style="color:#1f7a3d">{}</strong>', text)
+        return format_html('<strong class="consent-given">{}</strong>', text)
 
     @admin.display(description=_("accepted photos"))
     def face_photos(self, student: Student) -> int:
@@ -193,9 +193,9 @@ class StudentAdmin(DeploymentWarningsMixin, admin.ModelAdmin):
         needed = settings.FACELOGIN["MIN_PHOTOS"]
         if count >= needed:
             text = _("%(count)d accepted photos: enough to sign in by face.") % {"count": count}
-            return format_html('<strong class="face-ready" style="color:#1f7a3d">{}</strong>', text)
+            return format_html('<strong class="face-ready">{}</strong>', text)
         text = _("%(count)d accepted photos: %(needed)d needed to sign in by face.") % {"count": count, "needed": needed}
-        return format_html('<strong class="face-not-ready" style="color:#b3261e">{}</strong>', text)
+        return format_html('<strong class="face-not-ready">{}</strong>', text)
 
     def save_model(self, request, obj, form, change):
         if change:
@@ -299,10 +299,15 @@ class StudentAdmin(DeploymentWarningsMixin, admin.ModelAdmin):
         return response
 
     def enrolment_status_view(self, request: HttpRequest, student_id: int):
-        """Polled by the student page to show each photo's progress without reloading."""
+        """Polled by the student page to show each photo's progress without reloading: photo states and
+        rejection reasons, for staff who may view the student and their photos."""
+        from django.core.exceptions import PermissionDenied
         from django.http import JsonResponse
 
         student = get_object_or_404(Student, pk=student_id)
+        photos_admin = self.admin_site._registry.get(EnrolmentPhoto)
+        if not self.has_view_permission(request, student) or photos_admin is None or not photos_admin.has_view_permission(request):
+            raise PermissionDenied
         photos = [
             {"id": p.pk, "state": p.state, "label": p.get_state_display(), "progress": p.progress, "reason": enrolment.rejection_message(p.reason) if p.reason else ""}
             for p in student.photos.all()[:200]

@@ -80,6 +80,34 @@ class PasswordLoginView(auth_views.LoginView):
     redirect_authenticated_user = True
 
 
+def password_locked_out(request: HttpRequest, original_response=None, credentials: dict | None = None) -> HttpResponse:
+    """settings.AXES_LOCKOUT_CALLABLE: the answer to a password sign-in refused during a lock-out
+    (portal and admin), saying until when, in the page's language."""
+    import math
+
+    from django.utils import timezone
+
+    from facelogin.services.password_lockout import password_locked_until
+
+    until = password_locked_until(request, credentials) or timezone.now()
+    seconds = max(1, math.ceil((until - timezone.now()).total_seconds()))
+    admin = request.path.startswith(reverse("admin:index"))
+    response = render(
+        request,
+        "facelogin/locked_out.html",
+        {
+            "until": timezone.localtime(until),
+            "minutes": max(1, math.ceil(seconds / 60)),
+            "retry_path": request.path,
+            "face_link": not admin,
+            "next": safe_next(request, request.POST.get("next") or request.GET.get("next")),
+        },
+        status=429,
+    )
+    response["Retry-After"] = str(seconds)
+    return response
+
+
 @ensure_csrf_cookie
 def face_login(request: HttpRequest) -> HttpResponse:
     """The camera page; in verify mode it first asks for the student number (kept in the session)."""

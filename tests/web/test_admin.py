@@ -95,3 +95,20 @@ def test_the_admin_warns_when_liveness_is_off(staff, settings):
     settings.FACELOGIN = {**settings.FACELOGIN, "LIVENESS": False}
     for page in ("/admin/facelogin/student/", "/admin/facelogin/classifierversion/"):
         assert "Liveness checks are OFF" in staff.get(page).content.decode()
+
+
+def test_the_enrolment_status_needs_permission_to_view_students_and_photos(client, make_student):
+    from django.contrib.auth.models import Permission, User
+
+    student = make_student("20260001")
+    clerk = User.objects.create_user("clerk", password="clerk-pass-123", is_staff=True)  # staff, no permissions
+    client.force_login(clerk)
+    url = f"/admin/facelogin/student/{student.pk}/enrolment-status/"
+    assert client.get(url).status_code == 403
+    clerk.user_permissions.add(Permission.objects.get(codename="view_student"))
+    client.force_login(User.objects.get(pk=clerk.pk))
+    assert client.get(url).status_code == 403  # the photos' states need their own permission
+    clerk.user_permissions.add(Permission.objects.get(codename="view_enrolmentphoto"))
+    client.force_login(User.objects.get(pk=clerk.pk))
+    response = client.get(url)
+    assert response.status_code == 200 and response.json()["photos"] == []

@@ -237,7 +237,7 @@ async def test_frames_faster_than_the_cap_are_dropped_then_the_client_is_closed(
 
 
 async def test_a_connection_without_a_session_is_closed(enrolled):
-    communicator = WebsocketCommunicator(application, "/" + protocol.WEBSOCKET_PATH, headers=[(b"origin", b"http://127.0.0.1")])
+    communicator = WebsocketCommunicator(application, "/" + protocol.WEBSOCKET_PATH, headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")])
     connected, _ = await communicator.connect(timeout=10)
     assert connected
     assert (await communicator.receive_output(timeout=5))["code"] == protocol.Close.NO_SESSION

@@ -6,11 +6,15 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from facelogin.services.audit import audit_purge
+from facelogin.services.sso import sso_purge_expired
 from facelogin.services.tickets import tickets_purge_expired
 
 
 class Command(BaseCommand):
-    help = "Delete audit entries older than the retention period, and expired sign-in tickets. Run daily."
+    help = (
+        "Delete audit entries older than the retention period, expired sign-in tickets, and expired campus-app "
+        "codes and tokens. Run daily."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--days", type=int, default=None, help="override FACELOGIN_AUDIT_RETENTION_DAYS")
@@ -19,4 +23,8 @@ class Command(BaseCommand):
         days = days or settings.FACELOGIN["AUDIT_RETENTION_DAYS"]
         deleted = audit_purge(older_than_days=days)
         tickets = tickets_purge_expired()
-        self.stdout.write(f"deleted {deleted} audit entries older than {days} days and {tickets} expired tickets")
+        authorizations = sso_purge_expired(older_than_days=days)
+        self.stdout.write(
+            f"deleted {deleted} audit entries older than {days} days, {tickets} expired tickets, "
+            f"expired campus-app tokens and {authorizations} old campus-app authorizations"
+        )

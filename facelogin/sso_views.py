@@ -18,6 +18,7 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider import views as dot_views
 from oauth2_provider.exceptions import OAuthToolkitError
 from oauth2_provider.forms import AllowForm
@@ -191,6 +192,7 @@ def requirement_prompts(query) -> list[str]:
     return [p for k, v in query if k == "prompt" for p in v.split()]
 
 
+@method_decorator(csrf_exempt, name="dispatch")  # called by apps' servers, authenticated by client credentials
 @method_decorator(never_cache, name="dispatch")
 class TokenView(SsoEnabledMixin, dot_views.TokenView):
     """DOT's token endpoint, throttled and all-or-nothing (a failure midway issues nothing)."""
@@ -242,6 +244,7 @@ def _basic_auth_client_id(request: HttpRequest) -> str | None:
     return unquote_plus(decoded.split(":", 1)[0]) or None
 
 
+@method_decorator(csrf_exempt, name="dispatch")
 class RevokeTokenView(SsoEnabledMixin, dot_views.RevokeTokenView):
     pass
 

@@ -411,6 +411,20 @@ def test_the_token_endpoint_is_throttled_per_client_and_per_address(client, lms,
     assert SsoEvent.objects.filter(kind="throttled").count() == 3
 
 
+def test_apps_servers_reach_the_token_and_revocation_endpoints_without_a_csrf_cookie(student, lms):
+    from django.test import Client
+
+    browser, server = Client(), Client(enforce_csrf_checks=True)  # the app's server has no portal cookies
+    sign_in_with_password(browser, student)
+    flow = Flow(lms)
+    code = follow_to_callback(browser, flow.authorize_url())["code"]
+    tokens = exchange(server, flow, code)
+    assert tokens.status_code == 200, tokens.content[:200]
+    revoked = server.post("/o/revoke/", {"token": tokens.json()["access_token"]}, HTTP_AUTHORIZATION=basic_auth(lms.client_id, SECRET))
+    assert revoked.status_code == 200
+    assert server.post("/o/userinfo/", HTTP_AUTHORIZATION=f"Bearer {tokens.json()['access_token']}").status_code == 401
+
+
 # --- consent ------------------------------------------------------------------------------------------
 
 

@@ -251,3 +251,15 @@ def test_the_settings_refuse_a_bad_key_file_at_start(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "DJANGO_SECRET_KEY": "x", "FACELOGIN_DATA_DIR": str(tmp_path), "FACELOGIN_OIDC_KEY_FILE": str(bad)}
     result = subprocess.run([sys.executable, "manage.py", "check"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "FACELOGIN_OIDC_KEY: not a usable unencrypted PEM key" in result.stderr
+
+
+def test_someone_else_signing_in_over_the_session_ends_the_previous_persons_campus_sessions(
+    client, student, make_student, django_capture_on_commit_callbacks
+):
+    lms = register_app()
+    sign_in_with_password(client, student)
+    first = tokens_for(client, Flow(lms))
+    other = make_student("20260077")
+    with django_capture_on_commit_callbacks(execute=True):
+        sign_in_with_password(client, other)  # login() empties the session: as good as a sign-out for the first
+    assert userinfo_status(client, first["access_token"]) == 401

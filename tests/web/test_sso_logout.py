@@ -261,5 +261,5 @@ def test_someone_else_signing_in_over_the_session_ends_the_previous_persons_camp
     first = tokens_for(client, Flow(lms))
     other = make_student("20260077")
     with django_capture_on_commit_callbacks(execute=True):
-        sign_in_with_password(client, other)  # login() empties the session: as good as a sign-out for the first
+        sign_in_with_password(client, other, step_up=True)  # login() empties the session: a sign-out for the first
     assert userinfo_status(client, first["access_token"]) == 401

@@ -23,6 +23,7 @@ from oauth2_provider import views as dot_views
 from oauth2_provider.exceptions import OAuthToolkitError
 from oauth2_provider.forms import AllowForm
 from oauth2_provider.models import get_application_model
+from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 
 from facelogin.auth import student_of
@@ -137,7 +138,7 @@ class AuthorizeView(SsoEnabledMixin, dot_views.AuthorizationView):
             **credentials,
             AUTH_CONTEXT_ATTR: getattr(self, "portal_context", None),
             SID_ATTR: auth_context.session_sid(request.session),
-            ISSUER_ATTR: self.get_server().request_validator.get_oidc_issuer_endpoint(request) if allow else "",
+            ISSUER_ATTR: oauth2_settings.oidc_issuer(request) if allow else "",
             IP_ATTR: client_ip(request),
         }
         return super().create_authorization_response(request, scopes, credentials, allow)

@@ -282,11 +282,14 @@ def authorization_of_refresh(*, token_family) -> SsoAuthorization | None:
 
 def apps_let_in(*, user) -> list[SsoConsent]:
     """The campus apps this person let in (consent not revoked), most recently used first."""
-    return list(
+    consents = list(
         SsoConsent.objects.filter(user=user, revoked_at__isnull=True)
         .select_related("application", "application__campus_app")
         .order_by("-last_used_at")
     )
+    for consent in consents:  # what the app may see, in the student's words
+        consent.scope_lines = [text for scope, text in scope_lines(consent.scope.split()) if scope != "openid"]
+    return consents
 
 
 def consent_revoke(*, user, consent_id: int, ip: str | None = None) -> SsoConsent | None:

@@ -13,6 +13,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from django.db import models
 from django.db.models import Exists, OuterRef
 
 from oauth2_provider.admin import ApplicationAdmin
@@ -487,6 +488,7 @@ class CampusAppInline(admin.StackedInline):
     extra = 1
     max_num = 1
     fields = ["description", "backchannel_logout_uri", "require_pkce"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
 
 class CampusApplicationForm(ApplicationForm):

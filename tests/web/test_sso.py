@@ -530,3 +530,24 @@ def test_grants_token_issues_and_revocations_are_audited(client, student, lms):
     assert kinds == ["consent", "code", "token", "refresh", "revoke"], kinds
     assert all(e.application_id == lms.pk for e in SsoEvent.objects.all())
     assert SsoEvent.objects.get(kind="code").detail["acr"] == ACR_PWD
+
+
+def test_staff_register_a_campus_app_in_the_admin(admin_client):
+    from oauth2_provider.models import Application
+
+    page = admin_client.get("/admin/oauth2_provider/application/add/")
+    assert page.status_code == 200 and b"Trusted first-party app" in page.content and b"Back-channel logout URI" in page.content
+    secret = page.context["adminform"].form.initial.get("client_secret") or page.context["adminform"].form.fields["client_secret"].initial()
+    client_id = page.context["adminform"].form.fields["client_id"].initial()
+    response = admin_client.post("/admin/oauth2_provider/application/add/", {
+        "name": "Library", "client_id": client_id, "client_type": "confidential", "client_secret": secret,
+        "redirect_uris": "https://library.example.ac.kr/oidc/callback", "post_logout_redirect_uris": "",
+        "authorization_grant_type": "authorization-code", "algorithm": "RS256",
+        "campus_app-TOTAL_FORMS": "1", "campus_app-INITIAL_FORMS": "0", "campus_app-MIN_NUM_FORMS": "0", "campus_app-MAX_NUM_FORMS": "1",
+        "campus_app-0-description": "The library catalogue", "campus_app-0-backchannel_logout_uri": "https://library.example.ac.kr/bcl",
+        "campus_app-0-require_pkce": "on",
+    })
+    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else response
+    app = Application.objects.get(name="Library")
+    assert app.algorithm == "RS256" and app.client_secret != secret  # stored hashed
+    assert app.campus_app.backchannel_logout_uri == "https://library.example.ac.kr/bcl"

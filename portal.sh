@@ -54,6 +54,11 @@ local_secrets() {
     chmod 600 "$dir/biometric_key"
     export FACELOGIN_BIOMETRIC_KEYS_FILE="$(cd "$dir" && pwd)/biometric_key"
   fi
+  if [ -z "${FACELOGIN_OIDC_KEY:-}" ] && [ -z "${FACELOGIN_OIDC_KEY_FILE:-}" ]; then
+    # The single sign-on signing key (RS256) for campus apps; production passes its own (docs/sso.md).
+    [ -s data/oidc_key.pem ] || "$PY" -c 'from portal.oidc_keys import generate_pem; print(generate_pem(), end="")' > data/oidc_key.pem
+    export FACELOGIN_OIDC_KEY_FILE="$ROOT/data/oidc_key.pem"
+  fi
   umask 022
 }
 

@@ -13,9 +13,25 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from django.db import models
 from django.db.models import Exists, OuterRef
 
-from facelogin.models import BiometricAction, ClassifierVersion, EnrolmentPhoto, FaceAttempt, FaceConsent, SignIn, Student
+from oauth2_provider.admin import ApplicationAdmin
+from oauth2_provider.forms import ApplicationForm
+from oauth2_provider.models import AbstractApplication, get_application_model
+
+from facelogin.models import (
+    BiometricAction,
+    CampusApp,
+    ClassifierVersion,
+    EnrolmentPhoto,
+    FaceAttempt,
+    FaceConsent,
+    SignIn,
+    SsoConsent,
+    SsoEvent,
+    Student,
+)
 from facelogin.services import consent, data_export, enrolment, stranger_risk, training
 from facelogin.services.students import student_create
 
@@ -464,4 +480,94 @@ class BiometricActionAdmin(ReadOnlyAdmin):
     list_display = ["at", "action", "actor", "student"]
     list_filter = ["action"]
     search_fields = ["student__student_number", "actor__username"]
+    date_hierarchy = "at"
+
+
+
+# --- campus apps (single sign-on) -----------------------------------------------------------------
+
+
+class CampusAppInline(admin.StackedInline):
+    model = CampusApp
+    can_delete = False
+    extra = 1
+    max_num = 1
+    fields = ["description", "backchannel_logout_uri", "require_pkce"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+
+class CampusApplicationForm(ApplicationForm):
+    """django-oauth-toolkit's application form, narrowed to what the portal offers: the authorization
+    code flow and RS256-signed ID tokens, client secrets stored hashed."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        grant = self.fields.get("authorization_grant_type")
+        if grant is not None:
+            grant.choices = [(AbstractApplication.GRANT_AUTHORIZATION_CODE, _("Authorization code (OpenID Connect sign-in)"))]
+            grant.initial = AbstractApplication.GRANT_AUTHORIZATION_CODE
+        algorithm = self.fields.get("algorithm")
+        if algorithm is not None:
+            algorithm.choices = [(AbstractApplication.RS256_ALGORITHM, _("RS256 (the portal's signing key)"))]
+            algorithm.initial = AbstractApplication.RS256_ALGORITHM
+        trusted = self.fields.get("skip_authorization")
+        if trusted is not None:
+            trusted.label = _("Trusted first-party app")
+            trusted.help_text = _("The university's own app: students are signed in without a consent screen.")
+        uris = self.fields.get("redirect_uris")
+        if uris is not None:
+            uris.help_text = _("The app's callback addresses, separated by spaces; they must match exactly.")
+
+    def clean(self):
+        cleaned = super().clean()
+        cleaned["authorization_grant_type"] = AbstractApplication.GRANT_AUTHORIZATION_CODE
+        cleaned["algorithm"] = AbstractApplication.RS256_ALGORITHM
+        return cleaned
+
+
+class CampusApplicationAdmin(ApplicationAdmin):
+    form = CampusApplicationForm
+    inlines = [CampusAppInline]
+    list_display = ("name", "client_id", "client_type", "skip_authorization", "created")
+    list_filter = ("client_type", "skip_authorization")
+    search_fields = ("name", "client_id")
+    radio_fields = {"client_type": admin.HORIZONTAL}
+    fields = (
+        "name",
+        "client_id",
+        "client_type",
+        "client_secret",
+        "redirect_uris",
+        "post_logout_redirect_uris",
+        "skip_authorization",
+        "authorization_grant_type",
+        "algorithm",
+    )
+
+    def save_model(self, request, obj, form, change):
+        obj.authorization_grant_type = AbstractApplication.GRANT_AUTHORIZATION_CODE
+        obj.algorithm = AbstractApplication.RS256_ALGORITHM
+        obj.hash_client_secret = True
+        super().save_model(request, obj, form, change)
+
+
+Application = get_application_model()
+if admin.site.is_registered(Application):
+    admin.site.unregister(Application)
+admin.site.register(Application, CampusApplicationAdmin)
+
+
+@admin.register(SsoConsent)
+class SsoConsentAdmin(ReadOnlyAdmin):
+    list_display = ["user", "application", "scope", "trusted", "given_at", "last_used_at", "revoked_at"]
+    list_filter = ["application", "trusted"]
+    search_fields = ["user__username", "application__name"]
+    date_hierarchy = "given_at"
+
+
+@admin.register(SsoEvent)
+class SsoEventAdmin(ReadOnlyAdmin):
+    list_display = ["at", "kind", "application", "client_id", "user", "ip"]
+    list_filter = ["kind", "application"]
+    search_fields = ["user__username", "client_id", "ip"]
     date_hierarchy = "at"

@@ -16,6 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
 from portal.env import env, env_bool, env_choice, env_float, env_int, env_list
+from portal.oidc_keys import published_keys, signing_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env("FACELOGIN_DATA_DIR") or BASE_DIR / "data").resolve()
@@ -93,6 +94,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "axes",
+    "oauth2_provider",  # before facelogin, whose admin replaces its Application admin
     "facelogin",
 ]
 
@@ -343,4 +345,72 @@ FACELOGIN = {
     # Test hook: wait this long at the start of each training (the crash-recovery test kills the
     # worker inside it). Always 0 in production.
     "TRAINING_PAUSE_SECONDS": env_float("FACELOGIN_TRAINING_PAUSE_SECONDS", 0.0),
+}
+
+# --- single sign-on: the portal as an OpenID Connect provider for campus apps --------------------
+# django-oauth-toolkit serves the protocol; facelogin.oidc adapts it (claims, amr/acr, replayed codes,
+# audit), facelogin.services.sso holds the rules. docs/sso.md is the operator's guide.
+# On only with a signing key: ./portal.sh generates data/oidc_key.pem for the embedded run.
+OIDC_SIGNING_KEY = signing_key("FACELOGIN_OIDC_KEY", env("FACELOGIN_OIDC_KEY")) if env("FACELOGIN_OIDC_KEY") else ""
+# Published in the JWKS beside the signing key, never used to sign: the previous key after a
+# rotation (tokens it signed still verify) or the next one before it (apps cache the JWKS).
+OIDC_EXTRA_KEYS = published_keys("FACELOGIN_OIDC_EXTRA_KEYS", env("FACELOGIN_OIDC_EXTRA_KEYS") or "")
+SSO = {
+    "ENABLED": bool(OIDC_SIGNING_KEY),
+    "ISSUER": (env("FACELOGIN_OIDC_ISSUER") or "").rstrip("/"),
+    "REFRESH_TOKENS": env_bool("FACELOGIN_SSO_REFRESH_TOKENS", True),
+    # Token endpoint limits, per client and per address, each per window (Django's cache: per
+    # process embedded, shared through Redis with REDIS_URL).
+    "TOKEN_RATE_CLIENT": env_int("FACELOGIN_SSO_TOKEN_RATE_CLIENT", 120, minimum=1),
+    "TOKEN_RATE_IP": env_int("FACELOGIN_SSO_TOKEN_RATE_IP", 60, minimum=1),
+    "TOKEN_RATE_WINDOW_SECONDS": env_int("FACELOGIN_SSO_TOKEN_RATE_WINDOW_SECONDS", 60, minimum=1),
+    # Back-channel logout: how long the portal waits for a campus app to take its logout token.
+    "LOGOUT_TIMEOUT_SECONDS": env_float("FACELOGIN_SSO_LOGOUT_TIMEOUT_SECONDS", 5.0),
+}
+# DOT's models are swappable; naming them lets migrations that point at them resolve (the defaults).
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
+OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth2_provider.AccessToken"
+OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "oauth2_provider.RefreshToken"
+OAUTH2_PROVIDER_ID_TOKEN_MODEL = "oauth2_provider.IDToken"
+OAUTH2_PROVIDER_GRANT_MODEL = "oauth2_provider.Grant"
+OAUTH2_PROVIDER = {
+    "OIDC_ENABLED": SSO["ENABLED"],
+    "OIDC_RSA_PRIVATE_KEY": OIDC_SIGNING_KEY,
+    "OIDC_RSA_PRIVATE_KEYS_INACTIVE": OIDC_EXTRA_KEYS,
+    "OIDC_ISS_ENDPOINT": SSO["ISSUER"],
+    "OIDC_RESPONSE_TYPES_SUPPORTED": ["code"],
+    "OIDC_RP_INITIATED_LOGOUT_ENABLED": True,
+    "OIDC_RP_INITIATED_LOGOUT_ALWAYS_PROMPT": False,  # asked only when the ID token is not this student's
+    "OIDC_RP_INITIATED_LOGOUT_STRICT_REDIRECT_URIS": True,
+    # Not every token of the person, everywhere: the portal revokes what the ending session gave out.
+    "OIDC_RP_INITIATED_LOGOUT_DELETE_TOKENS": False,
+    "OAUTH2_VALIDATOR_CLASS": "facelogin.oidc.PortalValidator",
+    "SCOPES": {
+        "openid": _("Sign you in"),
+        "profile": _("Your name and user name"),
+        "email": _("Your email address"),
+        "campus": _("Your student number, department, status, and whether you are a student or staff"),
+    },
+    "DEFAULT_SCOPES": ["openid"],
+    "PKCE_REQUIRED": True,  # facelogin.oidc lets a confidential app opt out (CampusApp.require_pkce)
+    "AUTHORIZATION_CODE_EXPIRE_SECONDS": env_int("FACELOGIN_SSO_CODE_SECONDS", 60, minimum=5),
+    "ACCESS_TOKEN_EXPIRE_SECONDS": env_int("FACELOGIN_SSO_ACCESS_TOKEN_SECONDS", 3600, minimum=60),
+    "ID_TOKEN_EXPIRE_SECONDS": env_int("FACELOGIN_SSO_ID_TOKEN_SECONDS", 3600, minimum=60),
+    # Idle lifetime: a refresh token dies this long after its last access token expired.
+    "REFRESH_TOKEN_EXPIRE_SECONDS": env_int("FACELOGIN_SSO_REFRESH_TOKEN_SECONDS", 8 * 3600, minimum=60),
+    "ROTATE_REFRESH_TOKEN": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,  # a rotated refresh token used again revokes its family
+    "REQUEST_APPROVAL_PROMPT": "force",  # remembered consent is the portal's (SsoConsent), not token-based
+    # Plain-http redirect URIs only where the portal itself is plain http (embedded, tests).
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https"] if HTTPS else ["http", "https"],
+    # RFC 9700 (OAuth 2.0 Security BCP): no implicit or password grant, S256 PKCE only, the issuer in
+    # every authorization response, tokens stored hashed.
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,
 }

@@ -1,4 +1,5 @@
-"""The audit trail: face sign-in attempts and actions on biometric data. Nothing biometric is logged."""
+"""The audit trail: face sign-in attempts, actions on biometric data, campus-app sign-ins. Nothing
+biometric is logged, and no token or code."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from facelogin.models import BiometricAction, FaceAttempt, Student
+from facelogin.models import BiometricAction, FaceAttempt, SsoEvent, Student
 
 
 def face_attempt_record(
@@ -40,4 +41,17 @@ def audit_purge(*, older_than_days: int) -> int:
     cutoff = timezone.now() - timedelta(days=older_than_days)
     attempts, _ = FaceAttempt.objects.filter(at__lt=cutoff).delete()
     actions, _ = BiometricAction.objects.filter(at__lt=cutoff).delete()
-    return attempts + actions
+    sso_events, _ = SsoEvent.objects.filter(at__lt=cutoff).delete()
+    return attempts + actions + sso_events
+
+
+def sso_event_record(kind: str, *, application=None, user=None, ip: str | None = None, **detail) -> SsoEvent:
+    """Audit a campus-app sign-in event (never a token or a code: only what they were)."""
+    return SsoEvent.objects.create(
+        kind=kind,
+        application=application,
+        client_id=getattr(application, "client_id", "") or detail.pop("client_id", ""),
+        user=user if getattr(user, "pk", None) else None,
+        ip=ip,
+        detail=detail,
+    )

@@ -231,7 +231,9 @@ class FaceAttempt:
         verdict = throttle.student_recognised(student_id=student.pk)
         if not verdict.allowed:
             return self._throttled_now(verdict, student=student)
-        ticket = ticket_issue(student=student, session_key=self.session_key, scores=self.last_scores)
+        # Whether the liveness challenge was passed travels with the ticket: campus apps see it in acr.
+        passed = self.liveness is not None and self.liveness.passed
+        ticket = ticket_issue(student=student, session_key=self.session_key, scores={**self.last_scores, "liveness": passed})
         self.finished = True
         self._record("ticket_issued", student=student)
         return Outcome(

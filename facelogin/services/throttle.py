@@ -152,3 +152,15 @@ def connection_closed(*, ip: str | None) -> None:
             _open_sockets[ip] = left
         else:
             _open_sockets.pop(ip, None)
+def token_request_start(*, client_id: str | None, ip: str | None) -> Verdict:
+    """Count one request to the single sign-on token endpoint, per client and per address.
+
+    Checked before the client is authenticated, so a flood of wrong secrets is refused as early as a
+    flood of right ones; the client's own count bounds what one app (or its leaked secret) can mint."""
+    config = settings.SSO
+    window = config["TOKEN_RATE_WINDOW_SECONDS"]
+    limits = (("client", client_id, config["TOKEN_RATE_CLIENT"]), ("ip", ip, config["TOKEN_RATE_IP"]))
+    for scope, value, limit in limits:
+        if value and _count(_key("token", scope, value), window) > limit:
+            return Verdict(False, window, scope)
+    return Verdict(True)

@@ -15,7 +15,7 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.test import Client
 
 from facelogin import protocol
-from facelogin.models import FaceAttempt, SignIn
+from facelogin.models import FaceAttempt, FaceTicket, SignIn
 from facelogin.services.recognition import engine
 from facelogin.services.training import classifier_train
 from portal.asgi import application
@@ -118,6 +118,9 @@ async def test_an_enrolled_students_held_out_photos_earn_a_ticket_that_signs_in(
     assert sign_in.method == "face" and sign_in.scores["similarity"] >= sign_in.scores["threshold"]
     attempt = await database_sync_to_async(FaceAttempt.objects.get)()
     assert attempt.outcome == "ticket_issued" and attempt.student_id == student.pk
+    # No challenge was run, and the ticket says so (campus apps get acr "face", not "face-liveness").
+    ticket = await database_sync_to_async(FaceTicket.objects.get)()
+    assert ticket.scores["liveness"] is False
 
 
 async def test_a_sign_in_needs_no_channel_layer_and_no_thread_switch_per_message(enrolled, monkeypatch):
@@ -371,3 +374,4 @@ async def test_real_frames_that_follow_the_challenge_sign_in(enrolled, with_live
     assert answer["type"] == "success", (answer, attempt.challenge)
     assert attempt.outcome == "ticket_issued" and attempt.challenge["status"] == "passed"
     assert attempt.student_id == enrolled[person].pk
+    assert (await database_sync_to_async(FaceTicket.objects.get)()).scores["liveness"] is True

@@ -17,6 +17,7 @@ from django.conf import settings
 
 from facelogin import protocol
 from facelogin.models import Student
+from facelogin.pipeline.decide import POOR_QUALITY
 from facelogin.pipeline.errors import ImageError, PipelineError
 from facelogin.pipeline.liveness import FAILED as LIVENESS_FAILED
 from facelogin.pipeline.liveness import LivenessCheck, random_challenge
@@ -57,6 +58,9 @@ class FaceAttempt:
     liveness: LivenessCheck | None = None
     confirmed_label: str | None = None  # identity decided; waiting for the liveness challenge
     last_scores: dict = field(default_factory=dict)
+    # Frames by what became of them (vote reason, or the quality reason of a frame refused for quality):
+    # the admin's dashboard reads why attempts failed from these.
+    frame_reasons: dict[str, int] = field(default_factory=dict)
 
     @property
     def config(self) -> dict:
@@ -134,6 +138,7 @@ class FaceAttempt:
             recognised = await engine.batcher.analyze(data)
         except ImageError:
             self.bad_images += 1
+            self._count_frame("bad_image")
             if self.bad_images >= 3:
                 return await self.fail("bad_images", protocol.Close.BAD_IMAGES, reply_reason="bad_image")
             return Outcome({"type": "error", "code": protocol.Error.BAD_IMAGE})
@@ -150,6 +155,8 @@ class FaceAttempt:
             vote = recognition.frame_vote(model, analysis, claim=self.claim_label)
         if vote.label is not None or not self.last_scores:
             self.last_scores = recognition.vote_scores(vote)
+        quality_reasons = analysis.quality.reasons if vote.reason == POOR_QUALITY and analysis.quality else ()
+        self._count_frame(quality_reasons[0] if quality_reasons else vote.reason)
 
         if self.liveness is not None:
             if not self.liveness.observe(analysis):
@@ -248,6 +255,9 @@ class FaceAttempt:
         throttle.attempt_failed(ip=self.ip, session_key=self.session_key, claim=self.claim)
         self._record("failed", reason=reason)
 
+    def _count_frame(self, reason: str) -> None:
+        self.frame_reasons[reason] = self.frame_reasons.get(reason, 0) + 1
+
     async def abandon(self) -> None:
         """The browser went away before a decision."""
         if not self.finished and self.frames:
@@ -267,6 +277,8 @@ class FaceAttempt:
             frames=self.frames,
             scores={**self.last_scores, "claimed": self.claim} if self.claim else self.last_scores,
             challenge=self.liveness.state.report() if self.liveness is not None else {"liveness": "off"},
+            seconds=time.monotonic() - self.started,
+            frame_reasons=self.frame_reasons,
         )
 
 

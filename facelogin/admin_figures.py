@@ -36,11 +36,7 @@ class Panel:
     footer: list[str] | None = None  # a totals row
     details: Panel | None = None  # a longer table, folded away (e.g. every histogram bin)
     url: str = ""  # where the chart is served (set by the admin)
-
-    @property
-    def wide(self) -> bool:
-        """Too many columns to sit beside the chart: the table goes under it."""
-        return len(self.columns) > 4
+    wide: bool = False  # too wide to sit beside the chart: the table goes under it
 
     @property
     def alt(self) -> str:
@@ -427,7 +423,7 @@ def _distributions_panel(d) -> Panel:
             middle_label=_("1st to 99th percentile"),
             median_label=_("Median"),
         )
-    return Panel("scores", title, summary, columns, rows, draw, notes=notes, details=details)
+    return Panel("scores", title, summary, columns, rows, draw, notes=notes, details=details, wide=True)
 
 
 def _fpir_panel(c) -> Panel:
@@ -505,4 +501,5 @@ def _holdout_panel(h) -> Panel:
         xlim=(0, 1.18),
         percent_axis=True,
     )
-    return Panel("holdout", title, summary, [_("Measure"), _("Result"), _("Required"), _("Requirement")], rows, draw, notes=notes)
+    columns = [_("Measure"), _("Result"), _("Required"), _("Requirement")]
+    return Panel("holdout", title, summary, columns, rows, draw, notes=notes, wide=True)

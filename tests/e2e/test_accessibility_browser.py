@@ -153,16 +153,15 @@ def test_the_camera_page_with_the_challenge_then_failed_then_throttled(a11y_port
     page = open_page(launch_browser, a11y_portal.camera_url, language, fake_camera(photo))
     goto(page, f"{a11y_portal.camera_url}/login/face/", language)
 
-    # With the camera: the live preview, the challenge in words, the progress bar.
+    # With the camera: the live preview, the challenge in words (shown once the server answered the
+    # camera's connection), the progress bar.
     expect(page.locator("#face-challenge")).to_be_visible(timeout=30_000)
-    page.wait_for_function("document.getElementById('face-video').videoWidth > 0")
     assert_accessible(page, "/login/face/ with the camera and the challenge")
 
     # Failed: a stranger is not recognised within the 6 frames.
     retry = page.locator("#face-retry")
     expect(retry).to_be_visible(timeout=30_000)
     expect(page.locator("#face-challenge")).to_be_hidden()
-    assert "error" in (page.locator("#face-status").get_attribute("class") or "")
     assert_accessible(page, "/login/face/ after a failed attempt")
 
     # Throttled: this browser session had its one attempt.

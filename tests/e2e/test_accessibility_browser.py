@@ -124,7 +124,7 @@ def test_sign_in_pages_before_the_camera(a11y_portal, launch_browser, language):
     goto(page, f"{a11y_portal.url}/login/", language)
     assert_accessible(page, "/login/")
     # A wrong password: the page with its error message.
-    page.fill("#id_username", STUDENT_NUMBER)
+    page.fill("#id_username", "nobody-by-this-name")  # no real account collects a failure
     page.fill("#id_password", "not-the-password")
     page.locator("form button[type=submit]").last.click()
     page.locator(".form-error").wait_for()

@@ -99,6 +99,8 @@ class SignIn(models.Model):
 
     class Meta:
         ordering = ["-at"]
+        # The dashboard counts sign-ins per day and method from this index alone (python -m bench.dashboard).
+        indexes = [models.Index(fields=["at", "method"], name="signin_at_method")]
         verbose_name = _("sign-in")
         verbose_name_plural = _("sign-ins")
 
@@ -237,6 +239,8 @@ class FaceAttempt(models.Model):
 
     class Meta:
         ordering = ["-at"]
+        # The dashboard counts attempts per day and outcome from this index alone (python -m bench.dashboard).
+        indexes = [models.Index(fields=["at", "outcome"], name="faceattempt_at_outcome")]
         verbose_name = _("face sign-in attempt")
         verbose_name_plural = _("face sign-in attempts")
 

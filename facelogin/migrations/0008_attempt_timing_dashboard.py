@@ -34,4 +34,12 @@ class Migration(migrations.Migration):
             name='seconds',
             field=models.FloatField(blank=True, null=True),
         ),
+        migrations.AddIndex(
+            model_name='faceattempt',
+            index=models.Index(fields=['at', 'outcome'], name='faceattempt_at_outcome'),
+        ),
+        migrations.AddIndex(
+            model_name='signin',
+            index=models.Index(fields=['at', 'method'], name='signin_at_method'),
+        ),
     ]

@@ -33,6 +33,9 @@ class Student(models.Model):
         verbose_name_plural = _("students")
 
     def __str__(self) -> str:
+        # import_faces without a CSV knows only the number, and stores it as the name too.
+        if not self.full_name or self.full_name == self.student_number:
+            return self.student_number
         return f"{self.student_number} {self.full_name}"
 
     @property
@@ -96,6 +99,8 @@ class SignIn(models.Model):
 
     class Meta:
         ordering = ["-at"]
+        # The dashboard counts sign-ins per day and method from this index alone (python -m bench.dashboard).
+        indexes = [models.Index(fields=["at", "method"], name="signin_at_method")]
         verbose_name = _("sign-in")
         verbose_name_plural = _("sign-ins")
 
@@ -147,6 +152,12 @@ class EnrolmentPhoto(models.Model):
         ordering = ["-created_at"]
         verbose_name = _("enrolment photo")
         verbose_name_plural = _("enrolment photos")
+
+    def __str__(self) -> str:
+        # The caption of each row in the student page's photo list.
+        if self.source_name:
+            return _("Photo %(id)s (%(source)s)") % {"id": self.pk, "source": self.source_name}
+        return _("Photo %(id)s") % {"id": self.pk}
 
 
 class ClassifierVersion(models.Model):
@@ -220,11 +231,31 @@ class FaceAttempt(models.Model):
     frames = models.PositiveIntegerField(default=0)
     scores = models.JSONField(default=dict, blank=True)
     challenge = models.JSONField(default=dict, blank=True)
+    # From the connection to the ending (null on rows recorded before it was kept): the time to sign in.
+    seconds = models.FloatField(null=True, blank=True)
+    # Frames by what became of them: a vote reason ("vote", "no_face", "below_threshold", ...) or, for a
+    # frame refused for its quality, the quality reason ("too_dark", "too_small", ...). {} on older rows.
+    frame_reasons = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-at"]
+        # The dashboard counts attempts per day and outcome from this index alone (python -m bench.dashboard).
+        indexes = [models.Index(fields=["at", "outcome"], name="faceattempt_at_outcome")]
         verbose_name = _("face sign-in attempt")
         verbose_name_plural = _("face sign-in attempts")
+
+
+class SignInDashboard(FaceAttempt):
+    """The admin's face sign-in dashboard: figures only, with its own view permission.
+
+    A proxy, so staff can be allowed the aggregate figures without the audit rows (addresses, browsers).
+    """
+
+    class Meta:
+        proxy = True
+        verbose_name = _("face sign-in dashboard")
+        verbose_name_plural = _("face sign-in dashboard")
+        default_permissions = ("view",)
 
 
 class BiometricAction(models.Model):

@@ -245,6 +245,8 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = DEBUG
+# Served at the site's root: browsers ask for /favicon.ico on pages that link no icon (a JSON or image URL).
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 
 # --- mail -------------------------------------------------------------------------------------
 EMAIL_BACKEND = env("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

@@ -20,6 +20,8 @@ def face_attempt_record(
     frames: int = 0,
     scores: dict | None = None,
     challenge: dict | None = None,
+    seconds: float | None = None,
+    frame_reasons: dict | None = None,
 ) -> FaceAttempt:
     return FaceAttempt.objects.create(
         outcome=outcome,
@@ -30,6 +32,8 @@ def face_attempt_record(
         frames=frames,
         scores=scores or {},
         challenge=challenge or {},
+        seconds=round(seconds, 3) if seconds is not None else None,
+        frame_reasons=frame_reasons or {},
     )
 
 

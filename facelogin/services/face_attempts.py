@@ -18,6 +18,7 @@ from django.conf import settings
 from facelogin import protocol
 from facelogin.models import Student
 from facelogin.pipeline.batching import FrameQueueFull
+from facelogin.pipeline.decide import POOR_QUALITY
 from facelogin.pipeline.errors import ImageError, PipelineError
 from facelogin.pipeline.liveness import FAILED as LIVENESS_FAILED
 from facelogin.pipeline.liveness import LivenessCheck, random_challenge
@@ -61,6 +62,9 @@ class FaceAttempt:
     usable_frames: int = 0  # frames with a face good enough to vote: the page's progress, whoever it is
     server_seconds: float = 0.0  # time its frames spent with the server (queued, analysed)
     waiting_since: float | None = None
+    # Frames by what became of them (vote reason, or the quality reason of a frame refused for quality):
+    # the admin's dashboard reads why attempts failed from these.
+    frame_reasons: dict[str, int] = field(default_factory=dict)
 
     @property
     def config(self) -> dict:
@@ -140,6 +144,7 @@ class FaceAttempt:
             return await self.unserved()
         except ImageError:
             self.bad_images += 1
+            self._count_frame("bad_image")
             if self.bad_images >= 3:
                 return await self.fail("bad_images", protocol.Close.BAD_IMAGES, reply_reason="bad_image")
             return Outcome({"type": "error", "code": protocol.Error.BAD_IMAGE})
@@ -159,6 +164,8 @@ class FaceAttempt:
             vote = recognition.frame_vote(model, analysis, claim=self.claim_label)
         if vote.label is not None or not self.last_scores:
             self.last_scores = recognition.vote_scores(vote)
+        quality_reasons = analysis.quality.reasons if vote.reason == POOR_QUALITY and analysis.quality else ()
+        self._count_frame(quality_reasons[0] if quality_reasons else vote.reason)
 
         if self.liveness is not None:
             if not self.liveness.observe(analysis):
@@ -273,6 +280,9 @@ class FaceAttempt:
         throttle.attempt_failed(ip=self.ip, session_key=self.session_key, recognised=self.confirmed_label)
         self._record("failed", reason=reason)
 
+    def _count_frame(self, reason: str) -> None:
+        self.frame_reasons[reason] = self.frame_reasons.get(reason, 0) + 1
+
     async def abandon(self) -> None:
         """The browser went away before a decision: with frames sent, a failed attempt."""
         if not self.finished and self.frames:
@@ -296,6 +306,8 @@ class FaceAttempt:
             frames=self.frames,
             scores={**self.last_scores, "claimed": self.claim} if self.claim else self.last_scores,
             challenge=self.liveness.state.report() if self.liveness is not None else {"liveness": "off"},
+            seconds=time.monotonic() - self.started,
+            frame_reasons=self.frame_reasons,
         )
 
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('facelogin', '0003_classifier_progress'),
+        ('facelogin', '0007_sso'),
     ]
 
     operations = [

@@ -39,16 +39,25 @@ install_packages() {
 }
 
 local_secrets() {
-  # The embedded run keeps its secrets in data/ (git-ignored); production passes them in.
-  mkdir -p "$ROOT/data"
+  # The embedded run keeps its secrets in the data directory (FACELOGIN_DATA_DIR, default data/; git-ignored),
+  # readable by the owner only; production passes them in.
+  local dir="${FACELOGIN_DATA_DIR:-$ROOT/data}"
+  [ -d "$dir" ] || mkdir -p -m 700 "$dir"
   umask 077
   if [ -z "${DJANGO_SECRET_KEY:-}" ] && [ -z "${DJANGO_SECRET_KEY_FILE:-}" ]; then
-    [ -s data/secret_key ] || "$PY" -c 'import secrets; print(secrets.token_urlsafe(50))' > data/secret_key
-    export DJANGO_SECRET_KEY_FILE="$ROOT/data/secret_key"
+    [ -s "$dir/secret_key" ] || "$PY" -c 'import secrets; print(secrets.token_urlsafe(50))' > "$dir/secret_key"
+    chmod 600 "$dir/secret_key"
+    export DJANGO_SECRET_KEY_FILE="$(cd "$dir" && pwd)/secret_key"
   fi
   if [ -z "${FACELOGIN_BIOMETRIC_KEYS:-}" ] && [ -z "${FACELOGIN_BIOMETRIC_KEYS_FILE:-}" ]; then
-    [ -s data/biometric_key ] || "$PY" -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())' > data/biometric_key
-    export FACELOGIN_BIOMETRIC_KEYS_FILE="$ROOT/data/biometric_key"
+    [ -s "$dir/biometric_key" ] || "$PY" -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())' > "$dir/biometric_key"
+    chmod 600 "$dir/biometric_key"
+    export FACELOGIN_BIOMETRIC_KEYS_FILE="$(cd "$dir" && pwd)/biometric_key"
+  fi
+  if [ -z "${FACELOGIN_OIDC_KEY:-}" ] && [ -z "${FACELOGIN_OIDC_KEY_FILE:-}" ]; then
+    # The single sign-on signing key (RS256) for campus apps; production passes its own (docs/sso.md).
+    [ -s data/oidc_key.pem ] || "$PY" -c 'from portal.oidc_keys import generate_pem; print(generate_pem(), end="")' > data/oidc_key.pem
+    export FACELOGIN_OIDC_KEY_FILE="$ROOT/data/oidc_key.pem"
   fi
   umask 022
 }

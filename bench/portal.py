@@ -55,6 +55,7 @@ BENCH_SETTINGS = {
     "FACELOGIN_THROTTLE_SESSION_ATTEMPTS": "1000000",
     "FACELOGIN_THROTTLE_STUDENT_ATTEMPTS": "1000000",
     "FACELOGIN_THROTTLE_FAILURES": "1000000",
+    "FACELOGIN_SOCKETS_PER_ADDRESS": "1000000",  # every simulated browser is 127.0.0.1
 }
 
 # John Schneider's held-out photos (tests/web/test_consumer.py): three looking at the camera, and a

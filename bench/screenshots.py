@@ -8,6 +8,9 @@ three enrolled students, daphne with liveness off) and writes:
 * ``screenshot-login.png``        the password sign-in page
 * ``screenshot-face-login.png``   the face sign-in page, with the face box over the live preview
 * ``screenshot-face-login-ko.png`` the same in Korean (skipped while there is no Korean catalogue)
+* ``screenshot-dashboard.png``    the admin's face sign-in dashboard, after bench/dashboard_seed.py has
+                                  written 30 days of made-up activity and 240 made-up students
+* ``screenshot-classifier-version.png`` the charts on the active classifier version's admin page
 
 The camera shows a person who is *not* enrolled, so the page stays on the preview (a recognised
 face would sign in within a second). Real photos come from the shared faces folder; only the
@@ -28,9 +31,18 @@ from PIL import Image
 from tests.conftest import FACES
 from tests.e2e.conftest import start_live_portal
 from tests.e2e.fakecam import chromium_launch_kwargs, face_on_background, webcam_frames, write_y4m
-from tests.live import REPO
+from tests.live import REPO, manage
 
 VIEWPORT = {"width": 960, "height": 760}
+ADMIN_VIEWPORT = {"width": 1280, "height": 1500}
+ADMIN_USER, ADMIN_PASSWORD = "screenshots", "screenshots-only-2026"
+SEED = (
+    "from bench.dashboard_seed import seed\n"
+    "from django.contrib.auth import get_user_model\n"
+    f"get_user_model().objects.create_superuser({ADMIN_USER!r}, 'screenshots@example.org', {ADMIN_PASSWORD!r})\n"
+    "print(seed())\n"
+)
+CHARTS_LOADED = "() => [...document.querySelectorAll('.figure-chart img')].every(i => i.complete && i.naturalWidth > 0)"
 CAMERA_PERSON = "John_Simm"  # not enrolled by start_live_portal
 MAX_PNG_BYTES = 150_000  # larger screenshots are re-encoded with a 256-colour palette (median cut)
 
@@ -115,6 +127,26 @@ def main(argv: list[str] | None = None) -> int:
                         size = save_png(page.screenshot(full_page=True), out / name)
                         written.append(f"{name} ({size // 1024} KB; status: {status!r})")
                         context.close()
+
+                    # 3. The admin's dashboard and the active version's charts, on made-up activity.
+                    print(manage(portal.env, "shell", "-c", SEED).stdout.strip().splitlines()[-1])
+                    context = browser.new_context(viewport=ADMIN_VIEWPORT)
+                    page = context.new_page()
+                    page.goto(f"{portal.url}/admin/login/?next=/admin/facelogin/signindashboard/")
+                    page.fill("#id_username", ADMIN_USER)
+                    page.fill("#id_password", ADMIN_PASSWORD)
+                    page.click("input[type=submit]")
+                    page.wait_for_url("**/admin/facelogin/signindashboard/")
+                    page.wait_for_function(CHARTS_LOADED)
+                    size = save_png(page.screenshot(), out / "screenshot-dashboard.png")  # the first panels
+                    written.append(f"screenshot-dashboard.png ({size // 1024} KB)")
+                    version = portal.query("SELECT id FROM facelogin_classifierversion WHERE is_active = 1")[0]["id"]
+                    page.goto(f"{portal.url}/admin/facelogin/classifierversion/{version}/change/")
+                    page.wait_for_function(CHARTS_LOADED)
+                    figures = page.locator("#version-figures")
+                    size = save_png(figures.screenshot(), out / "screenshot-classifier-version.png")
+                    written.append(f"screenshot-classifier-version.png ({size // 1024} KB)")
+                    context.close()
                 finally:
                     browser.close()
         finally:

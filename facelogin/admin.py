@@ -2,37 +2,73 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from urllib.parse import urlencode
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.crypto import get_random_string
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from django.db import models
 from django.db.models import Exists, OuterRef
 
-from facelogin.models import BiometricAction, ClassifierVersion, EnrolmentPhoto, FaceAttempt, FaceConsent, SignIn, Student
-from facelogin.services import consent, data_export, enrolment, stranger_risk, training
+from oauth2_provider.admin import ApplicationAdmin
+from oauth2_provider.forms import ApplicationForm
+from oauth2_provider.models import AbstractApplication, get_application_model
+
+from facelogin import admin_figures
+from facelogin.models import (
+    BiometricAction,
+    CampusApp,
+    ClassifierVersion,
+    EnrolmentPhoto,
+    FaceAttempt,
+    FaceConsent,
+    SignIn,
+    SignInDashboard,
+    SsoConsent,
+    SsoEvent,
+    Student,
+)
+from facelogin.services import classifier_figures, consent, dashboard, data_export, enrolment, stranger_risk, training
 from facelogin.services.students import student_create
 
 
-def chance_text(p: float | None) -> str:
+def chance_text(p: float | None, digits: int = 3) -> str:
     if p is None:
         return "—"
     if p <= 0:
         return _("below what the data can show")
-    return _("about 1 in %(n)s (%(percent)s %%)") % {"n": f"{round(1 / p):,}", "percent": f"{100 * p:.3g}"}
+    return _("about 1 in %(n)s (%(percent)s %%)") % {"n": f"{round(1 / p):,}", "percent": f"{100 * p:.{digits}g}"}
+
+
+def chance_texts(chance: float | None, target: float | None) -> tuple[str, str]:
+    """Both chances, with as many digits as it takes for two different numbers to read differently
+    (0.10004 % and 0.1 % both round to "1 in 1,000 (0.1 %)")."""
+    for digits in range(3, 9):
+        texts = chance_text(chance, digits), chance_text(target, digits)
+        if texts[0] != texts[1] or chance == target:
+            break
+    return texts
 
 
 def stranger_risk_text(risk: stranger_risk.StrangerRisk) -> str:
+    chance, target = chance_texts(risk.current_chance, risk.target)
     text = _(
         "A stranger's face matches some enrolled student in %(chance)s of frames at %(students)s students "
         "(mode %(mode)s; target %(target)s)."
-    ) % {"chance": chance_text(risk.current_chance), "students": f"{risk.students:,}", "mode": risk.mode, "target": chance_text(risk.target)}
+    ) % {"chance": chance, "students": f"{risk.students:,}", "mode": risk.mode, "target": target}
     if risk.recommend_verify:
         text += " " + _(
             "That is above the target: consider verify mode (FACELOGIN_MODE=verify), where students type their student "
@@ -94,6 +130,7 @@ class EnrolmentPhotoInline(admin.TabularInline):
     model = EnrolmentPhoto
     extra = 0
     can_delete = False
+    show_change_link = True  # each row's caption (EnrolmentPhoto.__str__) links to the photo's record
     fields = ["thumbnail", "state_display", "reason_text", "source_name", "created_at"]
     readonly_fields = fields
     ordering = ["-created_at"]
@@ -174,14 +211,14 @@ class StudentAdmin(DeploymentWarningsMixin, admin.ModelAdmin):
         active = consent.consent_active(student=student)
         if active is None:
             text = _("Not given. Record the student's consent before enrolling photos.")
-            return format_html('<strong class="consent-missing" style="color:#b3261e">{}</strong>', text)
+            return format_html('<strong class="consent-missing">{}</strong>', text)
         text = _("Given on %(at)s (text version %(version)s, %(method)s, recorded by %(by)s).") % {
             "at": active.given_at.strftime("%Y-%m-%d %H:%M"),
             "version": active.text_version,
             "method": active.get_method_display(),
             "by": active.recorded_by or _("the student"),
         }
-        return format_html('<strong class="consent-given" style="color:#1f7a3d">{}</strong>', text)
+        return format_html('<strong class="consent-given">{}</strong>', text)
 
     @admin.display(description=_("accepted photos"))
     def face_photos(self, student: Student) -> int:
@@ -193,9 +230,9 @@ class StudentAdmin(DeploymentWarningsMixin, admin.ModelAdmin):
         needed = settings.FACELOGIN["MIN_PHOTOS"]
         if count >= needed:
             text = _("%(count)d accepted photos: enough to sign in by face.") % {"count": count}
-            return format_html('<strong class="face-ready" style="color:#1f7a3d">{}</strong>', text)
+            return format_html('<strong class="face-ready">{}</strong>', text)
         text = _("%(count)d accepted photos: %(needed)d needed to sign in by face.") % {"count": count, "needed": needed}
-        return format_html('<strong class="face-not-ready" style="color:#b3261e">{}</strong>', text)
+        return format_html('<strong class="face-not-ready">{}</strong>', text)
 
     def save_model(self, request, obj, form, change):
         if change:
@@ -299,10 +336,15 @@ class StudentAdmin(DeploymentWarningsMixin, admin.ModelAdmin):
         return response
 
     def enrolment_status_view(self, request: HttpRequest, student_id: int):
-        """Polled by the student page to show each photo's progress without reloading."""
+        """Polled by the student page to show each photo's progress without reloading: photo states and
+        rejection reasons, for staff who may view the student and their photos."""
+        from django.core.exceptions import PermissionDenied
         from django.http import JsonResponse
 
         student = get_object_or_404(Student, pk=student_id)
+        photos_admin = self.admin_site._registry.get(EnrolmentPhoto)
+        if not self.has_view_permission(request, student) or photos_admin is None or not photos_admin.has_view_permission(request):
+            raise PermissionDenied
         photos = [
             {"id": p.pk, "state": p.state, "label": p.get_state_display(), "progress": p.progress, "reason": enrolment.rejection_message(p.reason) if p.reason else ""}
             for p in student.photos.all()[:200]
@@ -368,11 +410,31 @@ TRAINING_STAGES = {
 }
 
 
+def _stored_json(value) -> str:
+    """What training stored, folded away: the charts below draw it; this is for the record."""
+    import json
+
+    text = json.dumps(value or {}, indent=1, ensure_ascii=False)
+    return format_html('<details class="stored-json"><summary>{}</summary><pre>{}</pre></details>', _("Show (JSON)"), text)
+
+
+def chart_response(panels: list[admin_figures.Panel], name: str) -> HttpResponse:
+    """The SVG of the panel called ``name``; 404 when there is none or it has nothing to draw."""
+    panel = next((p for p in panels if p.name == name), None)
+    if panel is None or panel.draw is None:
+        raise Http404
+    from facelogin.charts import svg  # matplotlib loads on the first chart, not with the admin
+
+    response = HttpResponse(svg(panel.draw()), content_type="image/svg+xml")
+    response["Cache-Control"] = "private, max-age=300"
+    return response
+
+
 @admin.register(ClassifierVersion)
 class ClassifierVersionAdmin(DeploymentWarningsMixin, admin.ModelAdmin):
     list_display = ["id", "created_at", "status_or_progress", "is_active", "classifier", "model_name", "gallery_students", "threshold", "stranger_chance", "holdout_accuracy", "trigger"]
     list_filter = ["status", "is_active", "classifier", "model_name"]
-    fields = ["status", "is_active", "activated_at", "trigger", "triggered_by", "model_name", "classifier", "gallery_students", "gallery_embeddings", "stranger_match", "thresholds", "metrics", "error", "created_at"]
+    fields = ["status", "is_active", "activated_at", "trigger", "triggered_by", "model_name", "classifier", "gallery_students", "gallery_embeddings", "stranger_match", "stored_thresholds", "stored_metrics", "error", "created_at"]
     readonly_fields = fields
     actions = [activate_version, retrain_now]
 
@@ -386,6 +448,27 @@ class ClassifierVersionAdmin(DeploymentWarningsMixin, admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer("artifact")  # up to hundreds of MB each
+
+    def get_urls(self):
+        return [
+            path("<int:version_id>/chart/<slug:name>.svg", self.admin_site.admin_view(self.chart_view), name="facelogin_classifierversion_chart"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        version = self.get_object(request, object_id)
+        if version is not None:
+            panels = admin_figures.version_panels(classifier_figures.classifier_version_figures(version=version))
+            for panel in panels:
+                panel.url = reverse("admin:facelogin_classifierversion_chart", args=[version.pk, panel.name])
+            extra_context = {**(extra_context or {}), "panels": panels}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def chart_view(self, request: HttpRequest, version_id: int, name: str) -> HttpResponse:
+        version = get_object_or_404(self.get_queryset(request), pk=version_id)
+        if not self.has_view_permission(request, version):
+            raise PermissionDenied
+        return chart_response(admin_figures.version_panels(classifier_figures.classifier_version_figures(version=version)), name)
 
     @admin.display(description=_("status"), ordering="status")
     def status_or_progress(self, version: ClassifierVersion):
@@ -415,6 +498,14 @@ class ClassifierVersionAdmin(DeploymentWarningsMixin, admin.ModelAdmin):
             return "—"
         css = "stranger-risk-high" if risk.recommend_verify else "stranger-risk-ok"
         return format_html('<p class="{}">{}</p>', css, stranger_risk_text(risk))
+
+    @admin.display(description=_("calibration (as stored)"))
+    def stored_thresholds(self, version: ClassifierVersion):
+        return _stored_json(version.thresholds)
+
+    @admin.display(description=_("metrics (as stored)"))
+    def stored_metrics(self, version: ClassifierVersion):
+        return _stored_json(version.metrics)
 
     @admin.display(description=_("held-out accuracy"))
     def holdout_accuracy(self, version: ClassifierVersion):
@@ -460,3 +551,182 @@ class BiometricActionAdmin(ReadOnlyAdmin):
     list_filter = ["action"]
     search_fields = ["student__student_number", "actor__username"]
     date_hierarchy = "at"
+
+
+
+# --- campus apps (single sign-on) -----------------------------------------------------------------
+
+
+class CampusAppInline(admin.StackedInline):
+    model = CampusApp
+    can_delete = False
+    extra = 1
+    max_num = 1
+    fields = ["description", "backchannel_logout_uri", "require_pkce"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+
+class CampusApplicationForm(ApplicationForm):
+    """django-oauth-toolkit's application form, narrowed to what the portal offers: the authorization
+    code flow and RS256-signed ID tokens, client secrets stored hashed."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        grant = self.fields.get("authorization_grant_type")
+        if grant is not None:
+            grant.choices = [(AbstractApplication.GRANT_AUTHORIZATION_CODE, _("Authorization code (OpenID Connect sign-in)"))]
+            grant.initial = AbstractApplication.GRANT_AUTHORIZATION_CODE
+        algorithm = self.fields.get("algorithm")
+        if algorithm is not None:
+            algorithm.choices = [(AbstractApplication.RS256_ALGORITHM, _("RS256 (the portal's signing key)"))]
+            algorithm.initial = AbstractApplication.RS256_ALGORITHM
+        trusted = self.fields.get("skip_authorization")
+        if trusted is not None:
+            trusted.label = _("Trusted first-party app")
+            trusted.help_text = _("The university's own app: students are signed in without a consent screen.")
+        uris = self.fields.get("redirect_uris")
+        if uris is not None:
+            uris.help_text = _("The app's callback addresses, separated by spaces; they must match exactly.")
+
+    def clean(self):
+        cleaned = super().clean()
+        cleaned["authorization_grant_type"] = AbstractApplication.GRANT_AUTHORIZATION_CODE
+        cleaned["algorithm"] = AbstractApplication.RS256_ALGORITHM
+        return cleaned
+
+
+class CampusApplicationAdmin(ApplicationAdmin):
+    form = CampusApplicationForm
+    inlines = [CampusAppInline]
+    list_display = ("name", "client_id", "client_type", "skip_authorization", "created")
+    list_filter = ("client_type", "skip_authorization")
+    search_fields = ("name", "client_id")
+    radio_fields = {"client_type": admin.HORIZONTAL}
+    fields = (
+        "name",
+        "client_id",
+        "client_type",
+        "client_secret",
+        "redirect_uris",
+        "post_logout_redirect_uris",
+        "skip_authorization",
+        "authorization_grant_type",
+        "algorithm",
+    )
+
+    def save_model(self, request, obj, form, change):
+        obj.authorization_grant_type = AbstractApplication.GRANT_AUTHORIZATION_CODE
+        obj.algorithm = AbstractApplication.RS256_ALGORITHM
+        obj.hash_client_secret = True
+        super().save_model(request, obj, form, change)
+
+
+Application = get_application_model()
+if admin.site.is_registered(Application):
+    admin.site.unregister(Application)
+admin.site.register(Application, CampusApplicationAdmin)
+
+
+@admin.register(SsoConsent)
+class SsoConsentAdmin(ReadOnlyAdmin):
+    list_display = ["user", "application", "scope", "trusted", "given_at", "last_used_at", "revoked_at"]
+    list_filter = ["application", "trusted"]
+    search_fields = ["user__username", "application__name"]
+    date_hierarchy = "given_at"
+
+
+@admin.register(SsoEvent)
+class SsoEventAdmin(ReadOnlyAdmin):
+    list_display = ["at", "kind", "application", "client_id", "user", "ip"]
+    list_filter = ["kind", "application"]
+    search_fields = ["user__username", "client_id", "ip"]
+    date_hierarchy = "at"
+class DateRangeForm(forms.Form):
+    """The dashboard's range, from the query string (GET: the page can be bookmarked and shared)."""
+
+    start = forms.DateField(label=_("From"), widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"))
+    end = forms.DateField(label=_("To (included)"), widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"))
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        start, end = cleaned["start"], cleaned["end"]
+        if end < start:
+            raise forms.ValidationError(_("The range must end on or after the day it starts."), code="reversed")
+        if (end - start).days + 1 > dashboard.MAX_DAYS:
+            raise forms.ValidationError(_("Choose at most %(days)d days.") % {"days": dashboard.MAX_DAYS}, code="too_long")
+        cleaned["range"] = dashboard.DateRange(start, end)
+        return cleaned
+
+
+# Figures computed for a page are kept this long for its chart images, so charts and tables agree.
+DASHBOARD_FIGURES_SECONDS = 300
+
+
+@admin.register(SignInDashboard)
+class SignInDashboardAdmin(admin.ModelAdmin):
+    """Face sign-in figures for registrar and IT staff (permission "Can view face sign-in dashboard")."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        return [
+            path("", self.admin_site.admin_view(self.changelist_view), name="facelogin_signindashboard_changelist"),
+            path("chart/<slug:name>.svg", self.admin_site.admin_view(self.chart_view), name="facelogin_signindashboard_chart"),
+        ]
+
+    def _range(self, request: HttpRequest) -> tuple[DateRangeForm, dashboard.DateRange]:
+        default = dashboard.dashboard_default_range()
+        if "start" not in request.GET and "end" not in request.GET:
+            form = DateRangeForm(initial={"start": default.start, "end": default.end})
+            return form, default
+        form = DateRangeForm(request.GET)
+        return form, form.cleaned_data["range"] if form.is_valid() else default
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form, date_range = self._range(request)
+        figures = dashboard.dashboard_figures(date_range=date_range)
+        token = get_random_string(20)
+        cache.set(f"facelogin:dashboard:{token}", figures, DASHBOARD_FIGURES_SECONDS)
+        query = urlencode({"start": date_range.start.isoformat(), "end": date_range.end.isoformat(), "figures": token})
+        panels = admin_figures.dashboard_panels(figures)
+        for panel in panels:
+            panel.url = f"{reverse('admin:facelogin_signindashboard_chart', args=[panel.name])}?{query}"
+        today = timezone.localdate()
+        quick = [
+            (_("Last %(days)d days") % {"days": days}, urlencode({"start": (today - timedelta(days=days - 1)).isoformat(), "end": today.isoformat()}))
+            for days in (7, 30, 90, 365)
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("Face sign-in dashboard"),
+            "form": form,
+            "range": date_range,
+            "panels": panels,
+            "quick_ranges": quick,
+            "time_zone": timezone.get_current_timezone_name(),
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/facelogin/signindashboard/dashboard.html", context)
+
+    def chart_view(self, request: HttpRequest, name: str) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        figures = cache.get(f"facelogin:dashboard:{request.GET.get('figures', '')}")
+        if not isinstance(figures, dashboard.DashboardFigures):  # expired, or a chart linked on its own
+            form = DateRangeForm(request.GET)
+            if not form.is_valid():
+                return HttpResponse(_("Give the range as start=YYYY-MM-DD and end=YYYY-MM-DD."), status=400, content_type="text/plain; charset=utf-8")
+            figures = dashboard.dashboard_figures(date_range=form.cleaned_data["range"])
+        return chart_response(admin_figures.dashboard_panels(figures), name)

@@ -17,6 +17,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from facelogin import protocol
+from facelogin.services import throttle
 from facelogin.services.face_attempts import FaceAttempt, Outcome
 from facelogin.services.faceflow import CLAIM_SESSION_KEY
 
@@ -39,6 +40,7 @@ class FaceLoginConsumer(AsyncWebsocketConsumer):
     # connection would otherwise open a channel there and keep a second receive pending on it.
     channel_layer_alias = None
     attempt: FaceAttempt | None = None
+    counted_address: str | None = None  # counted by throttle.connection_open until this socket closes
 
     async def dispatch(self, message: dict) -> None:
         # Channels closes stale database connections before every message (a thread switch per frame).
@@ -54,13 +56,18 @@ class FaceLoginConsumer(AsyncWebsocketConsumer):
         self.arrivals: deque[float] = deque()
         self.too_fast_in_a_row = 0
         await self.accept()
+        client = self.scope.get("client") or (None, None)
+        if not throttle.connection_open(ip=client[0]):  # one address may not hold many sockets at once
+            await self._send({"type": "throttled", "retry_after": throttle.SOCKET_RETRY_SECONDS})
+            await self.close(code=protocol.Close.THROTTLED)
+            return
+        self.counted_address = client[0]
         session = self.scope.get("session")
         session_key, claim = await database_sync_to_async(_session_facts)(session) if session is not None else (None, None)
         if not session_key:
             await self.close(code=protocol.Close.NO_SESSION)
             return
         headers = dict(self.scope.get("headers") or [])
-        client = self.scope.get("client") or (None, None)
         if settings.FACELOGIN["MODE"] != "verify":
             claim = None
         self.attempt = FaceAttempt(
@@ -77,6 +84,9 @@ class FaceLoginConsumer(AsyncWebsocketConsumer):
         self.deadline_task = asyncio.create_task(self._enforce_deadline())
 
     async def disconnect(self, code: int) -> None:
+        if self.counted_address is not None:
+            throttle.connection_closed(ip=self.counted_address)
+            self.counted_address = None
         for task in (self.work, self.deadline_task):
             if task is not None and not task.done():
                 task.cancel()

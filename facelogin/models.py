@@ -33,6 +33,9 @@ class Student(models.Model):
         verbose_name_plural = _("students")
 
     def __str__(self) -> str:
+        # import_faces without a CSV knows only the number, and stores it as the name too.
+        if not self.full_name or self.full_name == self.student_number:
+            return self.student_number
         return f"{self.student_number} {self.full_name}"
 
     @property
@@ -96,6 +99,8 @@ class SignIn(models.Model):
 
     class Meta:
         ordering = ["-at"]
+        # The dashboard counts sign-ins per day and method from this index alone (python -m bench.dashboard).
+        indexes = [models.Index(fields=["at", "method"], name="signin_at_method")]
         verbose_name = _("sign-in")
         verbose_name_plural = _("sign-ins")
 
@@ -147,6 +152,12 @@ class EnrolmentPhoto(models.Model):
         ordering = ["-created_at"]
         verbose_name = _("enrolment photo")
         verbose_name_plural = _("enrolment photos")
+
+    def __str__(self) -> str:
+        # The caption of each row in the student page's photo list.
+        if self.source_name:
+            return _("Photo %(id)s (%(source)s)") % {"id": self.pk, "source": self.source_name}
+        return _("Photo %(id)s") % {"id": self.pk}
 
 
 class ClassifierVersion(models.Model):
@@ -220,11 +231,31 @@ class FaceAttempt(models.Model):
     frames = models.PositiveIntegerField(default=0)
     scores = models.JSONField(default=dict, blank=True)
     challenge = models.JSONField(default=dict, blank=True)
+    # From the connection to the ending (null on rows recorded before it was kept): the time to sign in.
+    seconds = models.FloatField(null=True, blank=True)
+    # Frames by what became of them: a vote reason ("vote", "no_face", "below_threshold", ...) or, for a
+    # frame refused for its quality, the quality reason ("too_dark", "too_small", ...). {} on older rows.
+    frame_reasons = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-at"]
+        # The dashboard counts attempts per day and outcome from this index alone (python -m bench.dashboard).
+        indexes = [models.Index(fields=["at", "outcome"], name="faceattempt_at_outcome")]
         verbose_name = _("face sign-in attempt")
         verbose_name_plural = _("face sign-in attempts")
+
+
+class SignInDashboard(FaceAttempt):
+    """The admin's face sign-in dashboard: figures only, with its own view permission.
+
+    A proxy, so staff can be allowed the aggregate figures without the audit rows (addresses, browsers).
+    """
+
+    class Meta:
+        proxy = True
+        verbose_name = _("face sign-in dashboard")
+        verbose_name_plural = _("face sign-in dashboard")
+        default_permissions = ("view",)
 
 
 class BiometricAction(models.Model):
@@ -252,3 +283,126 @@ class BiometricAction(models.Model):
         ordering = ["-at"]
         verbose_name = _("biometric data action")
         verbose_name_plural = _("biometric data actions")
+
+
+# --- single sign-on for campus apps (OpenID Connect; django-oauth-toolkit owns apps and tokens) -----
+
+
+class CampusApp(models.Model):
+    """What the portal keeps about a registered campus app beside django-oauth-toolkit's Application."""
+
+    application = models.OneToOneField(
+        "oauth2_provider.Application", on_delete=models.CASCADE, related_name="campus_app", verbose_name=_("application")
+    )
+    description = models.CharField(
+        _("what it is, for students"), max_length=200, blank=True,
+        help_text=_("Shown on the consent screen and the portal home, e.g. “Learning platform (Moodle)”."),
+    )
+    backchannel_logout_uri = models.URLField(
+        _("back-channel logout URI"), max_length=500, blank=True,
+        help_text=_("The portal POSTs a signed logout token here when the student signs out of the portal (OpenID Connect Back-Channel Logout)."),
+    )
+    require_pkce = models.BooleanField(
+        _("require PKCE"), default=True,
+        help_text=_("Untick only for a confidential app whose OAuth client cannot send a PKCE code challenge. Public apps always need it."),
+    )
+
+    class Meta:
+        verbose_name = _("campus app settings")
+        verbose_name_plural = _("campus app settings")
+
+    def __str__(self) -> str:
+        return str(self.application)
+
+
+class SsoSubject(models.Model):
+    """The stable, opaque ``sub`` campus apps know a person by: neither the database id nor the student
+    number (both can be reused or changed, and the number is personal data the app may not be given)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso_subject")
+    subject = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class SsoConsent(models.Model):
+    """A person's permission for a campus app to sign them in and read the listed scopes.
+
+    Ended rather than deleted when the student revokes it, so the history stays."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso_consents")
+    application = models.ForeignKey("oauth2_provider.Application", on_delete=models.CASCADE, related_name="+")
+    scope = models.TextField(blank=True)
+    trusted = models.BooleanField(default=False)  # a first-party app: no consent screen was shown
+    given_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-last_used_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "application"], condition=Q(revoked_at__isnull=True), name="one_active_sso_consent"
+            )
+        ]
+        verbose_name = _("campus app consent")
+        verbose_name_plural = _("campus app consents")
+
+
+class SsoAuthorization(models.Model):
+    """One authorization code and everything issued from it.
+
+    Keeps how the student had signed in (for the ID token and every refresh of it), the portal session
+    it came from (``sid``, for logout) and the tokens it produced, so that a replayed code revokes them
+    (RFC 6749 §4.1.2) and signing out of the portal revokes them. Only a hash of the code is stored."""
+
+    code_hash = models.CharField(max_length=64, unique=True)
+    application = models.ForeignKey("oauth2_provider.Application", on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    sid = models.CharField(max_length=64, db_index=True)
+    issuer = models.CharField(max_length=300, blank=True)  # the ``iss`` its ID tokens carry
+    amr = models.JSONField(default=list)
+    acr = models.CharField(max_length=64)
+    auth_time = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    redeemed_at = models.DateTimeField(null=True, blank=True)
+    replayed_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)  # tokens revoked (logout, consent revoked, replay)
+    access_token = models.ForeignKey(
+        "oauth2_provider.AccessToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    token_family = models.UUIDField(null=True, blank=True, db_index=True)
+
+
+class SsoEvent(models.Model):
+    """Audit: grants, token issues and refusals, revocations and logouts of campus-app sign-ins."""
+
+    class Kind(models.TextChoices):
+        CONSENT = "consent", _("Consent given")
+        CODE = "code", _("Authorization code issued")
+        STEP_UP = "step_up", _("Sign-in asked again (step-up)")
+        REFUSED = "refused", _("Authorization refused")
+        TOKEN = "token", _("Tokens issued")
+        REFRESH = "refresh", _("Tokens refreshed")
+        TOKEN_REFUSED = "token_refused", _("Token request refused")
+        THROTTLED = "throttled", _("Token request throttled")
+        REPLAY = "replay", _("Authorization code replayed: its tokens revoked")
+        REVOKE = "revoke", _("Token revoked by the app")
+        CONSENT_REVOKED = "consent_revoked", _("Access revoked by the student")
+        LOGOUT = "logout", _("Portal sign-out: campus sessions ended")
+        BACKCHANNEL = "backchannel", _("Logout token delivered")
+        BACKCHANNEL_FAILED = "backchannel_failed", _("Logout token not delivered")
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    application = models.ForeignKey(
+        "oauth2_provider.Application", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    client_id = models.CharField(max_length=255, blank=True)  # kept when the app is deleted
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+        verbose_name = _("campus app sign-in event")
+        verbose_name_plural = _("campus app sign-in events")

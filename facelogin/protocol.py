@@ -20,6 +20,7 @@ class Close:
     FRAME_TOO_LARGE = 4413  # a frame over the byte cap
     BAD_IMAGES = 4415  # too many frames that are not images
     THROTTLED = 4429  # too many attempts or frames; "retry_after" was sent first
+    BUSY = 4503  # the server is overloaded and could not judge the attempt; not counted as a failure
     SERVER_ERROR = 4500
 
 

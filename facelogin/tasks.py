@@ -76,3 +76,18 @@ def notify_new_browser(self, sign_in_id: int, language: str | None = None) -> No
         if not self.request.is_eager:
             raise
         logger.warning("new-browser email for sign-in %s not sent: the mail server did not answer", sign_in_id, exc_info=True)
+
+
+# Like the new-browser email: a worker retries an app that is down for about 20 minutes; run
+# in-process (embedded), one attempt, so a sign-out waits for at most one timeout per app.
+@shared_task(bind=True, acks_late=True, autoretry_for=TRANSIENT + (OSError,), retry_backoff=5, retry_backoff_max=600, max_retries=8)
+def send_backchannel_logout(self, application_id: int, user_id: int, sid: str) -> bool:
+    from facelogin.services.sso import backchannel_logout_send
+
+    try:
+        return backchannel_logout_send(application_id=application_id, user_id=user_id, sid=sid)
+    except OSError:
+        if not self.request.is_eager:
+            raise
+        logger.warning("logout token for app %s not delivered: the app did not take it", application_id, exc_info=True)
+        return False

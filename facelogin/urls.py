@@ -11,6 +11,7 @@ urlpatterns = [
     path("login/face/complete/", views.face_login_complete, name="face_login_complete"),
     path("consent/", views.consent_page, name="consent"),
     path("sign-ins/<int:sign_in_id>/not-me/", views.report_not_me, name="report_not_me"),
+    path("apps/<int:consent_id>/revoke/", views.campus_app_revoke, name="campus_app_revoke"),
     path("logout/", views.SignOutView.as_view(), name="logout"),
     path("healthz/", views.healthz, name="healthz"),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
@@ -19,12 +20,15 @@ from django.utils.translation import gettext_lazy as _
 
 from facelogin.auth import student_of
 from facelogin.models import FaceConsent, SignIn
-from facelogin.services import consent
+from facelogin.services import consent, sso
+from facelogin.services.auth_context import FACE, PWD, SID_SESSION_KEY, auth_event_record
 from facelogin.services.enrolment import face_ready
 from facelogin.services.faceflow import claim_forget, claim_store, face_page_context, safe_next
 from facelogin.services.reports import ReportRefused, sign_in_report_not_me
-from facelogin.services.signins import METHOD_ATTR, SCORES_ATTR, recent_sign_ins
+from facelogin.services.signins import METHOD_ATTR, SCORES_ATTR, client_ip, recent_sign_ins
 from facelogin.services.tickets import TicketRefused, ticket_redeem
+
+STEP_UP_PARAM = "step_up"
 
 TICKET_REFUSED_MESSAGES = {
     "unknown": _("That sign-in link is not valid. Please try again."),
@@ -46,8 +50,35 @@ def home(request: HttpRequest) -> HttpResponse:
             "sign_ins": recent_sign_ins(user=request.user),
             "consent": consent.consent_active(student=student) if student else None,
             "face_ready": face_ready(student=student) if student else False,
+            "campus_apps": sso.apps_let_in(user=request.user) if settings.SSO["ENABLED"] else [],
         },
     )
+
+
+@login_required
+@require_POST
+def campus_app_revoke(request: HttpRequest, consent_id: int) -> HttpResponse:
+    """The student takes back a campus app's access (its tokens revoked, its session ended)."""
+    revoked = sso.consent_revoke(user=request.user, consent_id=consent_id, ip=client_ip(request))
+    if revoked is None:
+        messages.error(request, _("That app could not be found."))
+    else:
+        messages.success(request, _("%(app)s can no longer sign you in or read your details. It will ask you again next time.") % {"app": revoked.application.name})
+    return redirect("home")
+
+
+def step_up_requested(request: HttpRequest) -> bool:
+    """A campus app asked for a fresh or stronger sign-in: the sign-in pages then serve a signed-in
+    person too, instead of sending them home."""
+    return (request.POST.get(STEP_UP_PARAM) or request.GET.get(STEP_UP_PARAM)) == "1"
+
+
+def end_other_session(request: HttpRequest, user) -> None:
+    """``login()`` empties the session when someone else signs in over it: first end the campus-app
+    sessions the previous person had from it, as a sign-out would."""
+    current = getattr(request, "user", None)
+    if current is not None and current.is_authenticated and current.pk != user.pk:
+        sso.session_logout(user=current, sid=request.session.get(SID_SESSION_KEY), ip=client_ip(request))
 
 
 @login_required
@@ -79,24 +110,75 @@ class PasswordLoginView(auth_views.LoginView):
     template_name = "facelogin/login.html"
     redirect_authenticated_user = True
 
+    def dispatch(self, request, *args, **kwargs):
+        self.redirect_authenticated_user = not step_up_requested(request)
+        return super().dispatch(request, *args, **kwargs)
+
+    def form_valid(self, form):
+        end_other_session(self.request, form.get_user())
+        response = super().form_valid(form)  # login(): rotates the session key
+        auth_event_record(request=self.request, method=PWD)
+        return response
+
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), "step_up": step_up_requested(self.request)}
+
+
+def password_locked_out(request: HttpRequest, original_response=None, credentials: dict | None = None) -> HttpResponse:
+    """settings.AXES_LOCKOUT_CALLABLE: the answer to a password sign-in refused during a lock-out
+    (portal and admin), saying until when, in the page's language."""
+    import math
+
+    from django.utils import timezone
+
+    from facelogin.services.password_lockout import password_locked_until
+
+    until = password_locked_until(request, credentials) or timezone.now()
+    seconds = max(1, math.ceil((until - timezone.now()).total_seconds()))
+    admin = request.path.startswith(reverse("admin:index"))
+    response = render(
+        request,
+        "facelogin/locked_out.html",
+        {
+            "until": timezone.localtime(until),
+            "minutes": max(1, math.ceil(seconds / 60)),
+            "retry_path": request.path,
+            "face_link": not admin,
+            "next": safe_next(request, request.POST.get("next") or request.GET.get("next")),
+        },
+        status=429,
+    )
+    response["Retry-After"] = str(seconds)
+    return response
+
 
 @ensure_csrf_cookie
 def face_login(request: HttpRequest) -> HttpResponse:
     """The camera page; in verify mode it first asks for the student number (kept in the session)."""
-    if request.user.is_authenticated:
+    step_up = step_up_requested(request)
+    if request.user.is_authenticated and not step_up:
         return redirect("home")
     if request.method == "POST":  # verify mode's first step, or "not you?"
         if request.POST.get("action") == "change":
             claim_forget(request)
         elif not claim_store(request, request.POST.get("student_number", "")):
             messages.error(request, _("Enter your student number."))
-        target = reverse("face_login")
-        next_url = safe_next(request, request.POST.get("next"))
-        return redirect(f"{target}?{urlencode({'next': next_url})}" if next_url else target)
+        return redirect(face_login_url(request, request.POST.get("next"), step_up=step_up))
     # The websocket's ticket is bound to this browser's session, so make sure there is one.
     if not request.session.session_key:
         request.session.save()
-    return render(request, "facelogin/face_login.html", face_page_context(request))
+    return render(request, "facelogin/face_login.html", {**face_page_context(request), "step_up": step_up})
+
+
+def face_login_url(request: HttpRequest, next_value: str | None, *, step_up: bool) -> str:
+    query = {}
+    next_url = safe_next(request, next_value)
+    if next_url:
+        query["next"] = next_url
+    if step_up:
+        query[STEP_UP_PARAM] = "1"
+    target = reverse("face_login")
+    return f"{target}?{urlencode(query)}" if query else target
 
 
 @require_POST
@@ -109,10 +191,13 @@ def face_login_complete(request: HttpRequest) -> HttpResponse:
             ticket = ticket_redeem(token=request.POST.get("ticket", ""), session_key=request.session.session_key)
         except TicketRefused as refused:  # raised before ticket_redeem writes anything
             messages.error(request, TICKET_REFUSED_MESSAGES.get(refused.reason, TICKET_REFUSED_MESSAGES["unknown"]))
-            return redirect("face_login")
+            return redirect(face_login_url(request, request.POST.get("next"), step_up=step_up_requested(request)))
         setattr(request, METHOD_ATTR, SignIn.Method.FACE)
         setattr(request, SCORES_ATTR, ticket.scores)
+        end_other_session(request, ticket.student.user)
         login(request, ticket.student.user, backend="facelogin.auth.ActiveStudentBackend")  # rotates the session key
+        # The ticket says whether this face passed the liveness challenge (campus apps see it in acr).
+        auth_event_record(request=request, method=FACE, liveness=bool((ticket.scores or {}).get("liveness")))
     return redirect(safe_next(request, request.POST.get("next")) or "home")
 
 

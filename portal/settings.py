@@ -7,16 +7,21 @@ PostgreSQL, ``REDIS_URL`` to the Redis channel layer, a shared cache and a real 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
 from portal.env import env, env_bool, env_choice, env_float, env_int, env_list
+from portal.oidc_keys import published_keys, signing_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env("FACELOGIN_DATA_DIR") or BASE_DIR / "data").resolve()
+if not DATA_DIR.exists():  # it holds the SQLite database and the embedded run's secrets: the owner's only
+    DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
 (DATA_DIR / "static").mkdir(parents=True, exist_ok=True)  # SQLite and WhiteNoise need them to exist
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
@@ -43,14 +48,41 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", HTTPS)
 if env_bool("DJANGO_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Reverse proxies (addresses or networks) whose X-Forwarded-For / X-Forwarded-Proto are believed, for
+# their own hop only (portal/proxy.py). Empty: the connection's address is the client's.
+TRUSTED_PROXIES = env_list("DJANGO_TRUSTED_PROXIES", "")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp): scripts, styles and everything else from the portal's own origin
+# only, no inline code (the pages have none: tests/web/test_security_headers.py). Captured photos are
+# previewed from blob: URLs in the admin; the sign-in socket is on the page's own origin ('self').
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:", "blob:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    }
+}
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = env_int("DJANGO_SESSION_SECONDS", 8 * 3600, minimum=60)
 SESSION_ENGINE = "portal.sessions"
 # Threads serving HTTP requests in each daphne process (portal.asgi_http); each keeps a database connection.
 HTTP_THREADS = env_int("DJANGO_HTTP_THREADS", 8, minimum=1)
+# Password POSTs (~0.3 s of CPU in the hasher each) have their own lane: this many threads, and this many
+# requests waiting beyond them; more are answered 503 with Retry-After at once.
+HTTP_AUTH_THREADS = env_int("DJANGO_HTTP_AUTH_THREADS", 2, minimum=1)
+HTTP_AUTH_QUEUE = env_int("DJANGO_HTTP_AUTH_QUEUE", 16, minimum=0)
+# Request bodies: refused with 413 once over this (checked by daphne while the body arrives, and by the
+# handler); the admin, where several enrolment photos are uploaded at once, has its own cap.
+MAX_BODY_BYTES = env_int("DJANGO_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+MAX_ADMIN_BODY_BYTES = env_int("DJANGO_MAX_ADMIN_BODY_BYTES", 100 * 1024 * 1024, minimum=1024)
 
 INSTALLED_APPS = [
     "daphne",
@@ -61,11 +93,15 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
+    "oauth2_provider",  # before facelogin, whose admin replaces its Application admin
     "facelogin",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "portal.headers.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -74,6 +110,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns a password sign-in refused during a lock-out into the page that says so (last, as axes asks).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -105,6 +143,12 @@ CONN_MAX_AGE = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=CONN_MAX_AGE, conn_health_checks=True)}
 else:
+    # Live session keys and password hashes: created readable by the owner only (SQLite gives its -wal
+    # and -shm files the database file's permissions).
+    if not SQLITE_PATH.exists():
+        import os
+
+        os.close(os.open(SQLITE_PATH, os.O_CREAT | os.O_WRONLY, 0o600))
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
@@ -151,13 +195,35 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=5)}
 
 # --- auth -------------------------------------------------------------------------------------
-AUTHENTICATION_BACKENDS = ["facelogin.auth.ActiveStudentBackend"]
+# The lock-out check first: a locked account or address is refused before the password hasher runs.
+AUTHENTICATION_BACKENDS = ["facelogin.auth.PasswordLockoutBackend", "facelogin.auth.ActiveStudentBackend"]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Password sign-in (portal and admin) throttling, by django-axes with the portal's own handler
+# (facelogin/services/password_lockout.py): failures are counted per account (the username typed) and
+# per client address, each against its own limit, within COOLOFF_SECONDS of the last failure; at the
+# limit that account or address is locked out for the cool-down. An address gets a larger allowance:
+# many students can share one (a campus NAT). Failures are recorded in the database (every process
+# and host sees them, with or without Redis) and shown to staff in the admin.
+PASSWORD_LOCKOUT = {
+    "ACCOUNT_FAILURES": env_int("DJANGO_LOGIN_ACCOUNT_FAILURES", 5, minimum=1),
+    "ADDRESS_FAILURES": env_int("DJANGO_LOGIN_ADDRESS_FAILURES", 20, minimum=1),
+    "COOLOFF_SECONDS": env_int("DJANGO_LOGIN_COOLOFF_SECONDS", 900, minimum=1),
+}
+AXES_HANDLER = "facelogin.services.password_lockout.PasswordLockoutHandler"
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_FAILURE_LIMIT = 1  # the handler's get_failures answers 1 once any scope has reached its own limit
+AXES_COOLOFF_TIME = "facelogin.services.password_lockout.cooloff"
+# Attempts during a lock-out are refused, not counted: the lock ends when the student was told it would.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "facelogin.views.password_locked_out"
+AXES_ENABLE_ACCESS_FAILURE_LOG = True  # every failure, for the audit (purge_audit bounds it)
+AXES_DISABLE_ACCESS_LOG = True  # successful sign-ins are recorded as SignIn rows already
+AXES_VERBOSE = False
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -179,6 +245,8 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = DEBUG
+# Served at the site's root: browsers ask for /favicon.ico on pages that link no icon (a JSON or image URL).
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 
 # --- mail -------------------------------------------------------------------------------------
 EMAIL_BACKEND = env("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
@@ -193,7 +261,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", "INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+    # axes: a warning per failed password sign-in (names and addresses masked), not its clean-up chatter.
+    "loggers": {"django.channels.server": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 
 if CELERY_TASK_ALWAYS_EAGER:
@@ -215,6 +284,11 @@ FACELOGIN = {
     # on webcam-style frames: the same sign-in results at 320 as at 640, for half the detection cost.
     "LOGIN_DETECT_SIDE": env_int("FACELOGIN_LOGIN_DETECT_SIDE", 320, minimum=0),
     "RECOGNITION_THREADS": env_int("FACELOGIN_RECOGNITION_THREADS", 1, minimum=1),
+    # Fairness under load (facelogin/pipeline/batching.py): frames waiting for analysis in a process at
+    # most (beyond: the attempt ends "busy", counted against nobody), and sign-in sockets one address
+    # may hold open at once in a process. Frames are served round-robin across addresses.
+    "FRAME_QUEUE": env_int("FACELOGIN_FRAME_QUEUE", 64, minimum=1),
+    "SOCKETS_PER_ADDRESS": env_int("FACELOGIN_SOCKETS_PER_ADDRESS", 10, minimum=1),
     "CLASSIFIER": env("FACELOGIN_CLASSIFIER", "centroid"),
     "TARGET_FPIR": env_float("FACELOGIN_TARGET_FPIR", 0.001),
     # "identify": the face alone; "verify": the student number first, then the face, compared with
@@ -228,6 +302,9 @@ FACELOGIN = {
     "MAX_FRAMES": env_int("FACELOGIN_MAX_FRAMES", 40, minimum=1),
     "ATTEMPT_SECONDS": env_int("FACELOGIN_ATTEMPT_SECONDS", 30, minimum=3),
     "MAX_FRAME_BYTES": env_int("FACELOGIN_MAX_FRAME_BYTES", 512 * 1024, minimum=1024),
+    # Longest side of a sign-in frame, checked from the image header (the page sends 640 px; a webcam
+    # gives 1280 at most). Enrolment photos keep MAX_UPLOAD_BYTES and MAX_PIXELS.
+    "MAX_FRAME_SIDE": env_int("FACELOGIN_MAX_FRAME_SIDE", 1280, minimum=160),
     "MAX_FRAMES_PER_SECOND": env_float("FACELOGIN_MAX_FRAMES_PER_SECOND", 12.0),
     "MAX_UPLOAD_BYTES": env_int("FACELOGIN_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1024),
     "MAX_PIXELS": env_int("FACELOGIN_MAX_PIXELS", 40_000_000, minimum=10_000),
@@ -281,4 +358,72 @@ FACELOGIN = {
     # Test hook: wait this long at the start of each training (the crash-recovery test kills the
     # worker inside it). Always 0 in production.
     "TRAINING_PAUSE_SECONDS": env_float("FACELOGIN_TRAINING_PAUSE_SECONDS", 0.0),
+}
+
+# --- single sign-on: the portal as an OpenID Connect provider for campus apps --------------------
+# django-oauth-toolkit serves the protocol; facelogin.oidc adapts it (claims, amr/acr, replayed codes,
+# audit), facelogin.services.sso holds the rules. docs/sso.md is the operator's guide.
+# On only with a signing key: ./portal.sh generates data/oidc_key.pem for the embedded run.
+OIDC_SIGNING_KEY = signing_key("FACELOGIN_OIDC_KEY", env("FACELOGIN_OIDC_KEY")) if env("FACELOGIN_OIDC_KEY") else ""
+# Published in the JWKS beside the signing key, never used to sign: the previous key after a
+# rotation (tokens it signed still verify) or the next one before it (apps cache the JWKS).
+OIDC_EXTRA_KEYS = published_keys("FACELOGIN_OIDC_EXTRA_KEYS", env("FACELOGIN_OIDC_EXTRA_KEYS") or "")
+SSO = {
+    "ENABLED": bool(OIDC_SIGNING_KEY),
+    "ISSUER": (env("FACELOGIN_OIDC_ISSUER") or "").rstrip("/"),
+    "REFRESH_TOKENS": env_bool("FACELOGIN_SSO_REFRESH_TOKENS", True),
+    # Token endpoint limits, per client and per address, each per window (Django's cache: per
+    # process embedded, shared through Redis with REDIS_URL).
+    "TOKEN_RATE_CLIENT": env_int("FACELOGIN_SSO_TOKEN_RATE_CLIENT", 120, minimum=1),
+    "TOKEN_RATE_IP": env_int("FACELOGIN_SSO_TOKEN_RATE_IP", 60, minimum=1),
+    "TOKEN_RATE_WINDOW_SECONDS": env_int("FACELOGIN_SSO_TOKEN_RATE_WINDOW_SECONDS", 60, minimum=1),
+    # Back-channel logout: how long the portal waits for a campus app to take its logout token.
+    "LOGOUT_TIMEOUT_SECONDS": env_float("FACELOGIN_SSO_LOGOUT_TIMEOUT_SECONDS", 5.0),
+}
+# DOT's models are swappable; naming them lets migrations that point at them resolve (the defaults).
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
+OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth2_provider.AccessToken"
+OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "oauth2_provider.RefreshToken"
+OAUTH2_PROVIDER_ID_TOKEN_MODEL = "oauth2_provider.IDToken"
+OAUTH2_PROVIDER_GRANT_MODEL = "oauth2_provider.Grant"
+OAUTH2_PROVIDER = {
+    "OIDC_ENABLED": SSO["ENABLED"],
+    "OIDC_RSA_PRIVATE_KEY": OIDC_SIGNING_KEY,
+    "OIDC_RSA_PRIVATE_KEYS_INACTIVE": OIDC_EXTRA_KEYS,
+    "OIDC_ISS_ENDPOINT": SSO["ISSUER"],
+    "OIDC_RESPONSE_TYPES_SUPPORTED": ["code"],
+    "OIDC_RP_INITIATED_LOGOUT_ENABLED": True,
+    "OIDC_RP_INITIATED_LOGOUT_ALWAYS_PROMPT": False,  # asked only when the ID token is not this student's
+    "OIDC_RP_INITIATED_LOGOUT_STRICT_REDIRECT_URIS": True,
+    # Not every token of the person, everywhere: the portal revokes what the ending session gave out.
+    "OIDC_RP_INITIATED_LOGOUT_DELETE_TOKENS": False,
+    "OAUTH2_VALIDATOR_CLASS": "facelogin.oidc.PortalValidator",
+    "SCOPES": {
+        "openid": _("Sign you in"),
+        "profile": _("Your name and user name"),
+        "email": _("Your email address"),
+        "campus": _("Your student number, department, status, and whether you are a student or staff"),
+    },
+    "DEFAULT_SCOPES": ["openid"],
+    "PKCE_REQUIRED": True,  # facelogin.oidc lets a confidential app opt out (CampusApp.require_pkce)
+    "AUTHORIZATION_CODE_EXPIRE_SECONDS": env_int("FACELOGIN_SSO_CODE_SECONDS", 60, minimum=5),
+    "ACCESS_TOKEN_EXPIRE_SECONDS": env_int("FACELOGIN_SSO_ACCESS_TOKEN_SECONDS", 3600, minimum=60),
+    "ID_TOKEN_EXPIRE_SECONDS": env_int("FACELOGIN_SSO_ID_TOKEN_SECONDS", 3600, minimum=60),
+    # Idle lifetime: a refresh token dies this long after its last access token expired.
+    "REFRESH_TOKEN_EXPIRE_SECONDS": env_int("FACELOGIN_SSO_REFRESH_TOKEN_SECONDS", 8 * 3600, minimum=60),
+    "ROTATE_REFRESH_TOKEN": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,  # a rotated refresh token used again revokes its family
+    "REQUEST_APPROVAL_PROMPT": "force",  # remembered consent is the portal's (SsoConsent), not token-based
+    # Plain-http redirect URIs only where the portal itself is plain http (embedded, tests).
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https"] if HTTPS else ["http", "https"],
+    # RFC 9700 (OAuth 2.0 Security BCP): no implicit or password grant, S256 PKCE only, the issuer in
+    # every authorization response, tokens stored hashed.
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,
 }

@@ -7,4 +7,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
     path("", include("facelogin.urls")),
+    path("", include("facelogin.sso_urls")),  # single sign-on for campus apps (OpenID Connect)
 ]

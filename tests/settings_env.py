@@ -8,3 +8,27 @@ import os
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key-not-for-production-0123456789")
 # A fixed test key for biometric data at rest (never used outside tests).
 os.environ.setdefault("FACELOGIN_BIOMETRIC_KEYS", "dGVzdC1vbmx5LWJpb21ldHJpYy1rZXktMzItYnl0ZXM=")
+
+
+def _test_signing_key() -> None:
+    """Single sign-on needs an RSA signing key: a fresh throw-away one per test run (none in git).
+
+    Set in the environment, so the live portals tests start (tests/live.py) sign with it too."""
+    if os.environ.get("FACELOGIN_OIDC_KEY") or os.environ.get("FACELOGIN_OIDC_KEY_FILE"):
+        return
+    import atexit
+    import tempfile
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    handle, path = tempfile.mkstemp(prefix="test-oidc-", suffix=".pem")
+    with os.fdopen(handle, "wb") as file:
+        file.write(pem)
+    os.environ["FACELOGIN_OIDC_KEY_FILE"] = path
+    atexit.register(lambda: os.path.exists(path) and os.remove(path))
+
+
+_test_signing_key()

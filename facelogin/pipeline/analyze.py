@@ -55,7 +55,10 @@ class SupportsEmbed(Protocol):
 
 @dataclass(frozen=True)
 class AnalyzerConfig:
-    decode: DecodeLimits = field(default_factory=DecodeLimits)
+    decode: DecodeLimits = field(default_factory=DecodeLimits)  # enrolment photos
+    # Sign-in frames (None: the same as ``decode``). The portal passes a webcam's limits
+    # (DecodeLimits.login_frame, see decode.py): a small file that decodes huge is refused from its header.
+    login_decode: DecodeLimits | None = None
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     quality: QualityThresholds = field(default_factory=QualityThresholds)
     align: AlignConfig = field(default_factory=AlignConfig)
@@ -133,7 +136,7 @@ class FaceAnalyzer:
         """Raises the decode errors (errors.ImageError) and, for enrolment, NoFace / TooManyFaces."""
         _check_purpose(purpose)
         timings = _zero_timings()
-        image = self._decode(data, formats, timings)
+        image = self._decode(data, formats, timings, purpose)
         analysis = self._prepare(image, purpose, timings)
         return self._embed([analysis])[0] if embed else analysis
 
@@ -167,7 +170,7 @@ class FaceAnalyzer:
         for data in frames:
             timings = _zero_timings()
             try:
-                decoded.append((len(results), self._decode(data, formats, timings), timings))
+                decoded.append((len(results), self._decode(data, formats, timings, purpose), timings))
                 results.append(None)  # type: ignore[arg-type]  # filled below
             except errors.PipelineError as exc:
                 results.append(exc)
@@ -187,11 +190,11 @@ class FaceAnalyzer:
         return [next(embedded) if isinstance(r, FrameAnalysis) else r for r in results]
 
     # --- stages ------------------------------------------------------------------------------
-    def _decode(self, data: bytes, formats: Sequence[str] | None, timings: dict[str, float]) -> np.ndarray:
+    def _decode(self, data: bytes, formats: Sequence[str] | None, timings: dict[str, float], purpose: str) -> np.ndarray:
         clock = _Clock(timings)
         image = decode_image(
             data,
-            self.config.decode,
+            self.config.login_decode if purpose == LOGIN and self.config.login_decode else self.config.decode,
             max_side=self.config.max_side,
             formats=self.config.formats if formats is None else formats,
         )

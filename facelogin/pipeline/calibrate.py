@@ -61,6 +61,22 @@ _TAIL_MAX = 5_000
 _TOP_KEEP = 2_000
 TAIL_METHODS = ("gpd", "normal", "max")  # highest impostor scores kept for the empirical tail (enough beyond FMR 1e-3)
 
+# Score histograms kept with every calibration (the admin draws the genuine and impostor distributions
+# from them): counts in fixed bins of cosine similarity, so versions compare bin for bin. Counts only,
+# never a score of a named student.
+HISTOGRAM_START, HISTOGRAM_BIN_WIDTH, HISTOGRAM_BINS = -1.0, 0.02, 100
+# Gallery sizes the stranger-match chance is reported at (the admin's FPIR curve), besides the gallery's own.
+FPIR_CURVE_SIZES = (1, 3, 10, 30, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000)
+
+
+def score_histogram(values: np.ndarray) -> tuple[int, ...]:
+    """Counts per bin of HISTOGRAM_BIN_WIDTH from HISTOGRAM_START; the end bins take anything beyond."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    index = np.floor((v - HISTOGRAM_START) / HISTOGRAM_BIN_WIDTH).astype(np.int64)
+    counts = np.bincount(np.clip(index, 0, HISTOGRAM_BINS - 1), minlength=HISTOGRAM_BINS)
+    return tuple(int(c) for c in counts)
+
 
 @dataclass(frozen=True)
 class ScoreStats:
@@ -73,6 +89,8 @@ class ScoreStats:
     p50: float
     p99: float
     p999: float
+    # score_histogram(values); empty in calibrations made before histograms were kept.
+    histogram: tuple[int, ...] = ()
 
     @classmethod
     def of(cls, values: np.ndarray) -> ScoreStats:
@@ -80,7 +98,7 @@ class ScoreStats:
         v = v[np.isfinite(v)]
         if not len(v):
             nan = float("nan")
-            return cls(0, nan, nan, nan, nan, nan, nan, nan, nan)
+            return cls(0, nan, nan, nan, nan, nan, nan, nan, nan, histogram=(0,) * HISTOGRAM_BINS)
         q = np.quantile(v, [0.01, 0.5, 0.99, 0.999])
         return cls(
             n=len(v),
@@ -92,6 +110,7 @@ class ScoreStats:
             p50=float(q[1]),
             p99=float(q[2]),
             p999=float(q[3]),
+            histogram=score_histogram(v),
         )
 
 
@@ -287,7 +306,22 @@ class Calibration:
         tail.pop("top")
         d["tail"] = tail
         d["verify_threshold"], d["verify_fmr"] = self.verification()
+        d["histogram_bins"] = {"start": HISTOGRAM_START, "width": HISTOGRAM_BIN_WIDTH, "count": HISTOGRAM_BINS}
+        d["fpir_curve"] = self.fpir_curve()
         return d
+
+    def fpir_curve(self) -> list[dict[str, float]]:
+        """Per gallery size: the chance a stranger matches someone at this threshold, and the threshold
+        that would hold the target at that size (from this gallery's fitted impostor tail)."""
+        sizes = sorted({*FPIR_CURVE_SIZES, self.gallery_size})
+        return [
+            {
+                "gallery_size": n,
+                "fpir": self.fpir_at(self.threshold, n),
+                "threshold_for_target": self.threshold_for(gallery_size=n),
+            }
+            for n in sizes
+        ]
 
 
 def _per_comparison(target_fpir: float, gallery_size: int) -> float:

@@ -3,11 +3,17 @@
 Order of checks (cheapest first, nothing decoded before it is known to be safe):
 1. empty / over ``max_bytes``: from ``len(data)`` alone;
 2. format: Pillow identifies the file from its header, only among ``formats`` (JPEG, PNG, WebP live);
-3. ``width * height`` from the header against ``max_pixels`` — a 50,000 x 50,000 PNG of a few KB is
-   refused here, before any pixel is inflated (Pillow's own DecompressionBombError is mapped too);
+3. ``width * height`` from the header against ``max_pixels``, and each side against ``max_dimension`` —
+   a 50,000 x 50,000 PNG of a few KB is refused here, before any pixel is inflated (Pillow's own
+   DecompressionBombError is mapped too);
 4. decode, with truncation an error (Pillow's default ``LOAD_TRUNCATED_IMAGES = False``: a cut-off
    JPEG raises instead of decoding as a grey lower half);
-5. EXIF orientation applied, then converted to RGB.
+5. EXIF orientation applied, then converted to RGB, never through a wider type than the image's own
+   (a 16-bit grey image is scaled as 16-bit integers, not copied as float64).
+
+Login frames come from a webcam and get their own, small limits (``DecodeLimits.login_frame``): small
+files that decode huge (a 78 KB 16-bit 6324x6324 PNG, a 1.6 KB lossless 16383x2441 WebP) cost a worker
+0.6-1.1 s and +0.5-0.9 GB each under the enrolment photo's 40 MP.
 
 With ``max_side`` a JPEG is decoded at 1/2, 1/4 or 1/8 scale inside the DCT (``Image.draft``), which
 costs almost nothing, then resized so its long side is at most ``max_side``.
@@ -35,6 +41,13 @@ class DecodeLimits:
     max_bytes: int = 10 * 1024 * 1024
     # 40 MP = 120 MB of RGB once decoded; above that it is a bomb or a photo nobody needs at full size.
     max_pixels: int = 40_000_000
+    # Longest allowed width or height (None: only max_pixels applies).
+    max_dimension: int | None = None
+
+    @classmethod
+    def login_frame(cls, *, max_bytes: int = 512 * 1024, max_side: int = 1280) -> DecodeLimits:
+        """A sign-in frame: what a webcam sends (the page sends 640 px; 1280x1280 at most)."""
+        return cls(max_bytes=max_bytes, max_pixels=max_side * max_side, max_dimension=max_side)
 
 
 def decode_image(
@@ -62,6 +75,8 @@ def decode_image(
             raise errors.NotAnImage(width=width, height=height)
         if width * height > limits.max_pixels:
             raise errors.TooManyPixels(width=width, height=height, limit=limits.max_pixels)
+        if limits.max_dimension is not None and max(width, height) > limits.max_dimension:
+            raise errors.TooManyPixels(width=width, height=height, limit=limits.max_dimension)
 
         if max_side is not None and im.format in ("JPEG", "MPO") and max(width, height) > max_side:
             # draft() keeps the decoded size >= the requested one, so the resize below only shrinks.
@@ -122,12 +137,16 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     if mode == "RGB":
         return im
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        # 16-bit / float greyscale: convert("L") clips at 255, which would make most 16-bit PNGs white.
-        arr = np.asarray(im, dtype=np.float64)
-        top = 65535.0 if mode.startswith("I;16") or (mode == "I" and arr.max(initial=0) > 255) else 255.0
+        # 16-bit / 32-bit / float greyscale: convert("L") clips at 255, which would make most 16-bit PNGs
+        # white. Scaled in the image's own type (a float64 copy cost 8 bytes a pixel, twice).
+        arr = np.asarray(im)
         if mode == "F":
             top = max(float(arr.max(initial=0)), 1.0)
-        grey = np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8)
+            grey = np.clip(arr * np.float32(255.0 / top), 0, 255).astype(np.uint8)
+        elif mode.startswith("I;16") or arr.max(initial=0) > 255:
+            grey = (np.clip(arr, 0, 65535) >> 8).astype(np.uint8) if mode == "I" else (arr >> 8).astype(np.uint8)
+        else:
+            grey = np.clip(arr, 0, 255).astype(np.uint8)
         return Image.fromarray(grey, "L").convert("RGB")
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in im.info):
         # Transparent pixels carry arbitrary colour; show them on white like a browser page would.

@@ -1,4 +1,5 @@
-"""The audit trail: face sign-in attempts and actions on biometric data. Nothing biometric is logged."""
+"""The audit trail: face sign-in attempts, actions on biometric data, campus-app sign-ins. Nothing
+biometric is logged, and no token or code."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from facelogin.models import BiometricAction, FaceAttempt, Student
+from facelogin.models import BiometricAction, FaceAttempt, SsoEvent, Student
 
 
 def face_attempt_record(
@@ -19,6 +20,8 @@ def face_attempt_record(
     frames: int = 0,
     scores: dict | None = None,
     challenge: dict | None = None,
+    seconds: float | None = None,
+    frame_reasons: dict | None = None,
 ) -> FaceAttempt:
     return FaceAttempt.objects.create(
         outcome=outcome,
@@ -29,6 +32,8 @@ def face_attempt_record(
         frames=frames,
         scores=scores or {},
         challenge=challenge or {},
+        seconds=round(seconds, 3) if seconds is not None else None,
+        frame_reasons=frame_reasons or {},
     )
 
 
@@ -40,4 +45,17 @@ def audit_purge(*, older_than_days: int) -> int:
     cutoff = timezone.now() - timedelta(days=older_than_days)
     attempts, _ = FaceAttempt.objects.filter(at__lt=cutoff).delete()
     actions, _ = BiometricAction.objects.filter(at__lt=cutoff).delete()
-    return attempts + actions
+    sso_events, _ = SsoEvent.objects.filter(at__lt=cutoff).delete()
+    return attempts + actions + sso_events
+
+
+def sso_event_record(kind: str, *, application=None, user=None, ip: str | None = None, **detail) -> SsoEvent:
+    """Audit a campus-app sign-in event (never a token or a code: only what they were)."""
+    return SsoEvent.objects.create(
+        kind=kind,
+        application=application,
+        client_id=getattr(application, "client_id", "") or detail.pop("client_id", ""),
+        user=user if getattr(user, "pk", None) else None,
+        ip=ip,
+        detail=detail,
+    )

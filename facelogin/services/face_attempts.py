@@ -17,6 +17,8 @@ from django.conf import settings
 
 from facelogin import protocol
 from facelogin.models import Student
+from facelogin.pipeline.batching import FrameQueueFull
+from facelogin.pipeline.decide import POOR_QUALITY
 from facelogin.pipeline.errors import ImageError, PipelineError
 from facelogin.pipeline.liveness import FAILED as LIVENESS_FAILED
 from facelogin.pipeline.liveness import LivenessCheck, random_challenge
@@ -59,6 +61,12 @@ class FaceAttempt:
     confirmed_label: str | None = None  # identity decided; waiting for the liveness challenge
     last_scores: dict = field(default_factory=dict)
     pad_scores: list[float] = field(default_factory=list)  # this face track's presentation-attack scores
+    usable_frames: int = 0  # frames with a face good enough to vote: the page's progress, whoever it is
+    server_seconds: float = 0.0  # time its frames spent with the server (queued, analysed)
+    waiting_since: float | None = None
+    # Frames by what became of them (vote reason, or the quality reason of a frame refused for quality):
+    # the admin's dashboard reads why attempts failed from these.
+    frame_reasons: dict[str, int] = field(default_factory=dict)
 
     @property
     def config(self) -> dict:
@@ -91,10 +99,9 @@ class FaceAttempt:
         return None
 
     def _start_now(self) -> throttle.Verdict:
-        verdict = throttle.attempt_start(ip=self.ip, session_key=self.session_key, claim=self.claim)
-        if verdict.allowed and self.verifying and self.claim:
+        if self.verifying and self.claim:
             self.claim_label = _claimed_label(self.claim)
-        return verdict
+        return throttle.attempt_start(ip=self.ip, session_key=self.session_key, student=self.claim_label or None)
 
     @property
     def verifying(self) -> bool:
@@ -127,17 +134,24 @@ class FaceAttempt:
         self.frames += 1
 
         engine = await recognition.engine_async()
+        self.waiting_since = time.monotonic()
         try:
-            recognised = await engine.batcher.analyze(data)
+            recognised = await engine.batcher.analyze(data, key=self.ip or "")
+        except FrameQueueFull:  # the server is overloaded: not the student's failure
+            return await self.unserved()
         except ImageError:
             self.bad_images += 1
+            self._count_frame("bad_image")
             if self.bad_images >= 3:
                 return await self.fail("bad_images", protocol.Close.BAD_IMAGES, reply_reason="bad_image")
             return Outcome({"type": "error", "code": protocol.Error.BAD_IMAGE})
         except PipelineError:
             return await self.fail("unavailable", protocol.Close.UNAVAILABLE)
+        finally:
+            self.server_seconds, self.waiting_since = self.server_time(), None
 
         analysis = recognised.analysis
+        self.usable_frames += analysis.embedding is not None
         model = await engine.current_model_async()
         if model is None:
             return await self.fail("unavailable", protocol.Close.UNAVAILABLE)
@@ -147,6 +161,8 @@ class FaceAttempt:
             vote = recognition.frame_vote(model, analysis, claim=self.claim_label)
         if vote.label is not None or not self.last_scores:
             self.last_scores = recognition.vote_scores(vote)
+        quality_reasons = analysis.quality.reasons if vote.reason == POOR_QUALITY and analysis.quality else ()
+        self._count_frame(quality_reasons[0] if quality_reasons else vote.reason)
 
         if self.liveness is not None:
             if not self.liveness.observe(analysis, received_at):
@@ -180,8 +196,14 @@ class FaceAttempt:
             return await self.fail(reason, protocol.Close.NOT_RECOGNISED)
         return Outcome(self._frame_reply(analysis))
 
+    def server_time(self) -> float:
+        waiting = time.monotonic() - self.waiting_since if self.waiting_since is not None else 0.0
+        return self.server_seconds + waiting
+
     def _progress(self) -> float:
-        identity = 1.0 if self.confirmed_label is not None else recognition.decision_progress(self.decider.decision)
+        # From frames with a usable face, never from votes: progress must not tell whether the face
+        # matches anyone before the decision.
+        identity = recognition.usable_frames_progress(self.usable_frames)
         if self.liveness is None:
             return identity
         state = self.liveness.state
@@ -222,7 +244,9 @@ class FaceAttempt:
         verdict = throttle.student_recognised(student_id=student.pk)
         if not verdict.allowed:
             return self._throttled_now(verdict, student=student)
-        ticket = ticket_issue(student=student, session_key=self.session_key, scores=self.last_scores)
+        # Whether the liveness challenge was passed travels with the ticket: campus apps see it in acr.
+        passed = self.liveness is not None and self.liveness.passed
+        ticket = ticket_issue(student=student, session_key=self.session_key, scores={**self.last_scores, "liveness": passed})
         self.finished = True
         self._record("ticket_issued", student=student)
         return Outcome(
@@ -238,7 +262,15 @@ class FaceAttempt:
         return Outcome({"type": "throttled", "retry_after": verdict.retry_after}, protocol.Close.THROTTLED)
 
     async def fail(self, reason: str, close_code: int, *, reply_reason: str | None = None, audit_reason: str = "") -> Outcome:
+        if reason == "timeout" and not throttle.ending_counts(server_seconds=self.server_time(), attempt_seconds=self.config["ATTEMPT_SECONDS"]):
+            return await self.unserved()  # the server held its frames most of the time
         return await database_sync_to_async(self._fail_now)(reason, close_code, reply_reason=reply_reason, audit_reason=audit_reason)
+
+    async def unserved(self) -> Outcome:
+        """The server was too busy to judge this attempt: said so, audited, counted against nobody."""
+        self.finished = True
+        await self._audit("unavailable", reason="busy")
+        return Outcome({"type": "failed", "reason": "busy"}, protocol.Close.BUSY)
 
     def _fail_now(self, reason: str, close_code: int, *, reply_reason: str | None = None, audit_reason: str = "") -> Outcome:
         self._count_failure(audit_reason or reason)
@@ -251,14 +283,21 @@ class FaceAttempt:
 
     def _count_failure(self, reason: str) -> None:
         self.finished = True
-        throttle.attempt_failed(ip=self.ip, session_key=self.session_key, claim=self.claim)
+        throttle.attempt_failed(ip=self.ip, session_key=self.session_key, recognised=self.confirmed_label)
         self._record("failed", reason=reason)
 
+    def _count_frame(self, reason: str) -> None:
+        self.frame_reasons[reason] = self.frame_reasons.get(reason, 0) + 1
+
     async def abandon(self) -> None:
-        """The browser went away before a decision."""
+        """The browser went away before a decision: with frames sent, a failed attempt."""
         if not self.finished and self.frames:
             self.finished = True
-            await self._audit("abandoned")
+            await database_sync_to_async(self._abandon_now)()
+
+    def _abandon_now(self) -> None:
+        throttle.attempt_abandoned(ip=self.ip, session_key=self.session_key, frames=self.frames, recognised=self.confirmed_label)
+        self._record("abandoned")
 
     async def _audit(self, outcome: str, *, reason: str = "") -> None:
         await database_sync_to_async(self._record)(outcome, reason=reason)
@@ -273,6 +312,8 @@ class FaceAttempt:
             frames=self.frames,
             scores={**self.last_scores, "claimed": self.claim} if self.claim else self.last_scores,
             challenge=self.liveness.state.report() if self.liveness is not None else {"liveness": "off"},
+            seconds=time.monotonic() - self.started,
+            frame_reasons=self.frame_reasons,
         )
 
 

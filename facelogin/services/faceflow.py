@@ -54,6 +54,7 @@ def _page_messages(language: str | None) -> dict[str, str]:
         "liveness_failed": _("The liveness check was not completed. Follow the instructions on screen and try again."),
         "throttled": _("Too many attempts. Wait {seconds} seconds, or sign in with your password."),
         "unavailable": _("Face sign-in is not available right now. Please sign in with your password."),
+        "busy": _("Face sign-in is very busy right now. Wait a moment and try again, or sign in with your password."),
         "camera_missing": _("No camera was found. Connect a camera, or sign in with your password."),
         "camera_denied": _("Camera access was refused. Allow the camera in your browser, or sign in with your password."),
         "camera_error": _("The camera could not be started. Sign in with your password instead."),

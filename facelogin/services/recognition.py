@@ -49,6 +49,7 @@ def analyzer_config():
     config = face_settings()
     return AnalyzerConfig(
         decode=DecodeLimits(max_bytes=config["MAX_UPLOAD_BYTES"], max_pixels=config["MAX_PIXELS"]),
+        login_decode=DecodeLimits.login_frame(max_bytes=config["MAX_FRAME_BYTES"], max_side=config["MAX_FRAME_SIDE"]),
         login_detect_side=config["LOGIN_DETECT_SIDE"] or None,
         embed_turned=config["LIVENESS"],
     )
@@ -118,7 +119,7 @@ class Engine:
         self.model_name = config["MODEL"]
         embedder = get_embedder(prepare_embedding_weights(), threads=config["TORCH_THREADS"], backend=config["EMBEDDER"])
         self.analyzer = FaceAnalyzer(analyzer_config(), embedder, mesher=face_mesher(), pad=pad_detector())
-        self.batcher = FrameBatcher(self.recognise_batch, threads=config["RECOGNITION_THREADS"])
+        self.batcher = FrameBatcher(self.recognise_batch, threads=config["RECOGNITION_THREADS"], max_waiting=config["FRAME_QUEUE"])
         self._model = None
         self._version_id: int | None = None
         self._checked_at = float("-inf")
@@ -256,9 +257,10 @@ def frame_vote(model, analysis, *, claim: str | None = None):
     return vote_claim(model, analysis, claim, model.calibration.verification()[0])  # ~0.1 ms
 
 
-def decision_progress(decision) -> float:
-    leading = max(decision.votes.values(), default=0)
-    return min(1.0, leading / max(1, face_settings()["MIN_FRAMES"]))
+def usable_frames_progress(usable_frames: int) -> float:
+    """The page's progress bar for identity: frames with a usable face, out of those a decision needs.
+    Never from the votes, which would tell, frame by frame, whether the face matches someone."""
+    return min(1.0, usable_frames / max(1, face_settings()["MIN_FRAMES"]))
 
 
 def vote_scores(vote) -> dict:

@@ -239,3 +239,16 @@ def test_a_batch_for_enrolment_returns_face_count_errors_in_place(analyzer: Face
 
 def test_an_empty_batch_is_empty(analyzer: FaceAnalyzer) -> None:
     assert analyzer.analyze_batch([]) == []
+
+
+def test_the_portals_login_frames_have_their_own_small_limits_and_enrolment_keeps_its_own(counting: CountingEmbedder, faces_dir: Path) -> None:
+    from facelogin.pipeline.decode import DecodeLimits
+
+    portal = FaceAnalyzer(AnalyzerConfig(login_decode=DecodeLimits.login_frame()), counting)
+    photo = read(faces_dir, "photos/paul_rudd.jpg")  # 1638x2048, 0.6 MB: a photo, not a webcam frame
+    wide = jpeg(Image.open(io.BytesIO(photo)).convert("RGB").resize((1300, 1625)), quality=60)
+    assert len(wide) < DecodeLimits.login_frame().max_bytes
+    assert isinstance(portal.analyze_batch([wide], purpose="login")[0], errors.TooManyPixels)
+    refused = portal.analyze_batch([photo, jpeg(Image.open(io.BytesIO(photo)).convert("RGB").resize((480, 600)))], purpose="login")
+    assert isinstance(refused[0], (errors.ImageTooLarge, errors.TooManyPixels)) and refused[1].face is not None  # the batch goes on
+    assert portal.analyze_bytes(photo, purpose="enrol", embed=False).face is not None

@@ -217,3 +217,48 @@ def test_every_error_is_a_pipeline_error_with_a_code() -> None:
     for exc_type in (errors.EmptyImage, errors.ImageTooLarge, errors.NotAnImage, errors.TruncatedImage, errors.TooManyPixels):
         assert issubclass(exc_type, errors.ImageError)
         assert exc_type().code and exc_type().message
+
+
+# --- login frames: their own small limits ------------------------------------------------------
+LOGIN = DecodeLimits.login_frame()
+
+
+def test_a_login_frame_over_1280_on_a_side_is_refused_from_its_header(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_decoding(self: object) -> None:
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    for width, height in ((1281, 720), (720, 1281), (16383, 2441), (6324, 6324)):
+        with pytest.raises(errors.TooManyPixels) as info:
+            decode_image(png_claiming(width, height), LOGIN)
+        assert (info.value.details["width"], info.value.details["height"]) == (width, height)
+
+
+def test_a_real_webcam_sized_frame_is_a_login_frame_and_enrolment_keeps_its_larger_limit(portrait: bytes) -> None:
+    assert decode_image(encode(Image.new("RGB", (1280, 720)), "JPEG"), LOGIN).shape == (720, 1280, 3)
+    wide = encode(Image.new("L", (1600, 1200)), "PNG")
+    with pytest.raises(errors.TooManyPixels):
+        decode_image(wide, LOGIN)
+    assert decode_image(wide, DecodeLimits()).shape == (1200, 1600, 3)  # an enrolment photo
+
+
+def test_a_login_frame_over_the_frame_byte_cap_is_refused(portrait: bytes) -> None:
+    assert len(portrait) > LOGIN.max_bytes // 8
+    with pytest.raises(errors.ImageTooLarge):
+        decode_image(portrait + b"\0" * LOGIN.max_bytes, LOGIN)
+
+
+def test_16_bit_greyscale_is_scaled_without_a_float64_copy() -> None:
+    import tracemalloc
+
+    side = 1024
+    ramp = (np.arange(side * side, dtype=np.uint32) % 65536).astype(np.uint16).reshape(side, side)
+    data = encode(Image.fromarray(ramp), "PNG")
+    tracemalloc.start()
+    try:
+        image = decode_image(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(image[..., 0], (ramp >> 8).astype(np.uint8))
+    assert peak < side * side * 8  # less than one float64 copy of the image (the old path made two)

@@ -95,3 +95,65 @@ def test_the_admin_warns_when_liveness_is_off(staff, settings):
     settings.FACELOGIN = {**settings.FACELOGIN, "LIVENESS": False}
     for page in ("/admin/facelogin/student/", "/admin/facelogin/classifierversion/"):
         assert "Liveness checks are OFF" in staff.get(page).content.decode()
+
+
+def test_the_enrolment_status_needs_permission_to_view_students_and_photos(client, make_student):
+    from django.contrib.auth.models import Permission, User
+
+    student = make_student("20260001")
+    clerk = User.objects.create_user("clerk", password="clerk-pass-123", is_staff=True)  # staff, no permissions
+    client.force_login(clerk)
+    url = f"/admin/facelogin/student/{student.pk}/enrolment-status/"
+    assert client.get(url).status_code == 403
+    clerk.user_permissions.add(Permission.objects.get(codename="view_student"))
+    client.force_login(User.objects.get(pk=clerk.pk))
+    assert client.get(url).status_code == 403  # the photos' states need their own permission
+    clerk.user_permissions.add(Permission.objects.get(codename="view_enrolmentphoto"))
+    client.force_login(User.objects.get(pk=clerk.pk))
+    response = client.get(url)
+    assert response.status_code == 200 and response.json()["photos"] == []
+def test_the_site_has_an_icon_at_favicon_ico_and_every_page_links_one(client, staff):
+    """Browsers ask every site for /favicon.ico; it was a 404 on every page."""
+    from django.contrib.staticfiles import finders
+
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    assert body[:4] == b"\x00\x00\x01\x00"  # an ICO file
+    assert finders.find("favicon.svg") is not None
+    for page in (client.get("/login/"), staff.get("/admin/"), staff.get("/admin/facelogin/student/")):
+        html = page.content.decode()
+        assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in html
+        assert '<link rel="icon" href="/favicon.ico"' in html
+
+
+def test_photo_rows_on_the_student_page_are_captioned_by_photo_not_by_object(staff, make_student):
+    student = make_student("20260077")
+    photo = EnrolmentPhoto.objects.create(student=student, state="rejected", reason="no_face", source_name="front.jpg", content_sha256="0" * 64)
+    html = staff.get(f"/admin/facelogin/student/{student.pk}/change/").content.decode()
+    assert "EnrolmentPhoto object" not in html
+    assert f"Photo {photo.pk} (front.jpg)" in html
+
+
+def test_a_student_imported_without_a_name_is_shown_by_number_once(staff, make_student):
+    student = make_student("2026A001", full_name="2026A001")  # what import_faces without a CSV stores
+    html = staff.get(f"/admin/facelogin/student/{student.pk}/change/").content.decode()
+    assert "2026A001 2026A001" not in html
+    assert str(student) == "2026A001"
+    assert str(make_student("2026A002", full_name="Kim Minji")) == "2026A002 Kim Minji"
+
+
+def test_the_stranger_warning_says_a_chance_just_above_the_target_as_a_different_number(staff):
+    """0.10004 % against a target of 0.1 % read "about 1 in 1,000 (0.1 %)" twice: above the target of itself."""
+    import re
+
+    ClassifierVersion.objects.create(
+        status="ready", is_active=True, model_name="casia-webface", classifier="centroid", gallery_students=40,
+        thresholds={"similarity": 0.6, "threshold": 0.6, "target_fpir": 0.001, "gallery_size": 40, "expected_fpir": 0.0010004, "loo_identification_fpir": 0.0},
+    )
+    html = staff.get("/admin/facelogin/classifierversion/").content.decode()
+    warning = re.search(r"matches some enrolled student in (about 1 in [^)]*\)) of frames .*?target (about 1 in [^)]*\))", html)
+    assert warning, html[:3000]
+    chance, target = warning.groups()
+    assert chance != target, (chance, target)
+    assert "0.10004" in chance and "(0.1 %)" in target

@@ -113,41 +113,131 @@ async def test_each_request_is_one_trip_to_a_pool_thread_that_lives_on(thread_re
     assert {name for _, name in thread_recorder} == {"portal-http_0"}
 
 
-async def _call(handler, path: str, messages: list[dict]) -> list[dict]:
-    """The handler called as daphne calls it; what it sent. ``messages``: what the client sends."""
+async def _call(handler, path: str, messages: list, *, method: str = "GET", headers: list | None = None) -> list[dict]:
+    """The handler called as daphne calls it; what it sent. ``messages``: what the client sends, in
+    order; a callable there is awaited first (to hold a message back until something happened)."""
     import asyncio
 
     sent: list[dict] = []
 
     async def receive() -> dict:
-        return messages.pop(0) if messages else await asyncio.Future()  # then the client stays
+        while messages:
+            message = messages.pop(0)
+            if callable(message):
+                await message()
+                continue
+            return message
+        return await asyncio.Future()  # then the client stays
 
     async def send(message: dict) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": "GET", "path": path, "query_string": b"", "headers": HOST, "server": ("localhost", 80)}
+    scope = {"type": "http", "method": method, "path": path, "query_string": b"", "headers": HOST + (headers or []), "server": ("localhost", 80)}
     await asyncio.wait_for(handler(scope, receive, send), 10)
     return sent
 
 
-async def test_a_client_that_leaves_early_gets_nothing_and_the_view_still_finishes(settings) -> None:
+BODY = {"type": "http.request", "body": b""}
+GONE = {"type": "http.disconnect"}
+
+
+async def _until(event) -> None:
+    import asyncio
+
+    await asyncio.get_running_loop().run_in_executor(None, event.wait, 10)
+
+
+@pytest.fixture
+def test_urls(settings):
     from tests.web import asgi_urls
 
     settings.ROOT_URLCONF = "tests.web.asgi_urls"
-    asgi_urls.finished.clear()
-    sent = await _call(SyncStackASGIHandler(threads=1), "/slow/", [{"type": "http.request", "body": b""}, {"type": "http.disconnect"}])
-    assert asgi_urls.finished.is_set()  # the view ran to its end
+    for event in (asgi_urls.started, asgi_urls.finished, asgi_urls.release):
+        event.clear()
+    asgi_urls.ran.clear()
+    yield asgi_urls
+    asgi_urls.release.set()
+
+
+async def test_a_client_that_leaves_once_its_view_has_started_gets_nothing_and_the_view_still_finishes(test_urls) -> None:
+    sent = await _call(SyncStackASGIHandler(threads=1), "/slow/", [BODY, lambda: _until(test_urls.started), GONE])
+    assert test_urls.finished.is_set()  # the view ran to its end
     assert sent == []  # and nothing was sent to a client that had gone
-    sent = await _call(SyncStackASGIHandler(threads=1), "/slow/", [{"type": "http.request", "body": b""}])
+    sent = await _call(SyncStackASGIHandler(threads=1), "/slow/", [BODY])
     assert sent[0]["status"] == 200 and sent[-1]["body"] == b"done"  # a client that stays gets the answer
 
 
-async def test_a_streaming_response_is_streamed_and_closed(settings) -> None:
+async def test_a_request_whose_client_left_before_its_turn_is_not_run_and_is_logged_once_quietly(test_urls, caplog) -> None:
+    import asyncio
+    import gc
+    import logging
+
+    handler = SyncStackASGIHandler(threads=1)
+    caplog.set_level(logging.INFO)
+    busy = asyncio.create_task(_call(handler, "/held/", [BODY]))  # takes the lane's only thread
+    await asyncio.sleep(0.1)
+    assert await _call(handler, "/counted/", [BODY, GONE]) == []  # waited for a thread, then left
+    test_urls.release.set()
+    assert (await busy)[0]["status"] == 200
+    assert test_urls.ran == ["/held/"]  # the request whose client had gone never ran
+    gc.collect()  # an unretrieved task exception would be logged now
+    lines = [r for r in caplog.records if "/counted/" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelno == logging.INFO and lines[0].exc_info is None
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_request_cancelled_by_the_server_while_waiting_is_not_run_later(test_urls) -> None:
+    import asyncio
+
+    handler = SyncStackASGIHandler(threads=1)
+    busy = asyncio.create_task(_call(handler, "/held/", [BODY]))
+    await asyncio.sleep(0.1)
+    waiting = asyncio.create_task(_call(handler, "/counted/", [BODY]))
+    await asyncio.sleep(0.1)
+    waiting.cancel()  # daphne kills an application that outlived its closed connection
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    test_urls.release.set()
+    await busy
+    await asyncio.sleep(0.1)
+    assert test_urls.ran == ["/held/"]
+
+
+async def test_password_posts_have_their_own_bounded_lane_and_pages_keep_answering(test_urls) -> None:
+    import asyncio
+
+    handler = SyncStackASGIHandler(threads=1, auth_threads=1, auth_queue=1)
+    post = {"method": "POST", "headers": [(b"content-type", b"application/x-www-form-urlencoded")]}
+    signing_in = [asyncio.create_task(_call(handler, "/login/", [BODY], **post)) for _ in range(2)]  # one runs, one waits
+    await asyncio.sleep(0.1)
+    refused = await _call(handler, "/login/", [BODY], **post)
+    assert refused[0]["status"] == 503 and (b"retry-after", b"5") in [(k.lower(), v) for k, v in refused[0]["headers"]]
+    assert "try again" in refused[1]["body"].decode()
+    for path in ("/counted/", "/numbers/"):  # pages (and health checks, static files) do not wait for the hasher
+        answered = await _call(handler, path, [BODY])
+        assert answered[0]["status"] == 200, path
+    test_urls.release.set()
+    assert [(await task)[0]["status"] for task in signing_in] == [200, 200]
+
+
+async def test_a_body_over_the_cap_is_refused_before_it_is_read(test_urls, settings) -> None:
+    settings.MAX_BODY_BYTES = 1000
+    handler = SyncStackASGIHandler(threads=1)
+    chunks = [{"type": "http.request", "body": b"x" * 600, "more_body": True} for _ in range(1000)]
+    declared = await _call(handler, "/counted/", chunks, method="POST", headers=[(b"content-length", b"600000")])
+    assert declared[0]["status"] == 413 and len(chunks) == 1000  # refused from the header: nothing read
+    streamed = await _call(handler, "/counted/", chunks, method="POST")  # no length given: read up to the cap
+    assert streamed[0]["status"] == 413 and len(chunks) == 998
+    assert test_urls.ran == []
+    settings.MAX_BODY_BYTES = 10_000
+    assert (await _call(handler, "/counted/", chunks[:3] + [BODY], method="POST"))[0]["status"] == 200
+
+
+async def test_a_streaming_response_is_streamed_and_closed(test_urls) -> None:
     import warnings
 
     from django.core import signals
 
-    settings.ROOT_URLCONF = "tests.web.asgi_urls"
     closed: list[bool] = []
     receiver = lambda **kwargs: closed.append(True)  # noqa: E731
     signals.request_finished.connect(receiver, weak=False)

@@ -15,7 +15,7 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.test import Client
 
 from facelogin import protocol
-from facelogin.models import FaceAttempt, SignIn
+from facelogin.models import FaceAttempt, FaceTicket, SignIn
 from facelogin.services.recognition import engine
 from facelogin.services.training import classifier_train
 from portal.asgi import application
@@ -118,6 +118,9 @@ async def test_an_enrolled_students_held_out_photos_earn_a_ticket_that_signs_in(
     assert sign_in.method == "face" and sign_in.scores["similarity"] >= sign_in.scores["threshold"]
     attempt = await database_sync_to_async(FaceAttempt.objects.get)()
     assert attempt.outcome == "ticket_issued" and attempt.student_id == student.pk
+    # No challenge was run, and the ticket says so (campus apps get acr "face", not "face-liveness").
+    ticket = await database_sync_to_async(FaceTicket.objects.get)()
+    assert ticket.scores["liveness"] is False
 
 
 async def test_a_sign_in_needs_no_channel_layer_and_no_thread_switch_per_message(enrolled, monkeypatch):
@@ -237,7 +240,7 @@ async def test_frames_faster_than_the_cap_are_dropped_then_the_client_is_closed(
 
 
 async def test_a_connection_without_a_session_is_closed(enrolled):
-    communicator = WebsocketCommunicator(application, "/" + protocol.WEBSOCKET_PATH, headers=[(b"origin", b"http://127.0.0.1")])
+    communicator = WebsocketCommunicator(application, "/" + protocol.WEBSOCKET_PATH, headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")])
     connected, _ = await communicator.connect(timeout=10)
     assert connected
     assert (await communicator.receive_output(timeout=5))["code"] == protocol.Close.NO_SESSION
@@ -371,3 +374,38 @@ async def test_real_frames_that_follow_the_challenge_sign_in(enrolled, with_live
     assert answer["type"] == "success", (answer, attempt.challenge)
     assert attempt.outcome == "ticket_issued" and attempt.challenge["status"] == "passed"
     assert attempt.student_id == enrolled[person].pk
+    assert (await database_sync_to_async(FaceTicket.objects.get)()).scores["liveness"] is True
+
+
+async def test_an_attempt_records_how_long_it_took_and_what_became_of_each_frame(enrolled):
+    """The admin's dashboard reads the time to sign in and why attempts failed from these."""
+    import io
+
+    from PIL import Image
+
+    blank = io.BytesIO()
+    Image.new("RGB", (640, 480), (118, 122, 128)).save(blank, format="JPEG")
+    stranger = faces.photos_of(faces.johns()[4])
+    frames = [
+        faces.webcam_frame(stranger[0], face_height=40),  # a face too far away to judge
+        blank.getvalue(),  # nobody there
+        b"not an image",
+        *[faces.webcam_frame(p, shift=s) for p in stranger for s in (0, 8)],
+    ]
+    communicator = await _connect()
+    answers = await _sign_in_with(communicator, frames)
+    assert answers[-1]["type"] == "failed"
+    failed = await database_sync_to_async(FaceAttempt.objects.get)()
+    assert failed.seconds is not None and 0 < failed.seconds < 60
+    assert sum(failed.frame_reasons.values()) == failed.frames  # every frame, the unreadable one too
+    assert failed.frame_reasons["bad_image"] == 1 and failed.frame_reasons["no_face"] == 1
+    assert failed.frame_reasons["too_small"] == 1, failed.frame_reasons
+    assert set(failed.frame_reasons) <= {"bad_image", "no_face", "too_small", "below_threshold", "vote", "several_faces"}
+
+    person = faces.johns()[0]
+    communicator = await _connect()
+    answers = await _sign_in_with(communicator, [faces.webcam_frame(p) for p in faces.held_out_photos(person)])
+    assert answers[-1]["type"] == "success"
+    recognised = await database_sync_to_async(FaceAttempt.objects.get)(outcome="ticket_issued")
+    assert recognised.seconds is not None and recognised.seconds > 0
+    assert recognised.frame_reasons.get("vote", 0) >= 3

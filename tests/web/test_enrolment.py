@@ -196,3 +196,11 @@ def test_stored_embeddings_are_encrypted(make_student):
     assert bytes(embedding)[:4] == b"FLB1" and plain[:64] not in bytes(embedding)
     assert bytes(crop)[:4] == b"FLB1" and b"JFIF" not in bytes(crop)
     assert np.frombuffer(plain, dtype="<f4").shape == (512,)
+
+
+def test_login_frames_get_a_webcams_limits_and_enrolment_photos_their_own():
+    from facelogin.services.recognition import analyzer_config
+
+    config = analyzer_config()
+    assert (config.login_decode.max_dimension, config.login_decode.max_bytes) == (1280, 512 * 1024)
+    assert config.decode.max_dimension is None and config.decode.max_pixels == 40_000_000

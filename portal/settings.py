@@ -110,6 +110,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Registered campus apps' origins in the Content-Security-Policy's form-action (after django-csp's).
+    "facelogin.middleware.CampusAppFormActionMiddleware",
     # Turns a password sign-in refused during a lock-out into the page that says so (last, as axes asks).
     "axes.middleware.AxesMiddleware",
 ]

@@ -468,6 +468,37 @@ def discovery_extras() -> dict:
     }
 
 
+CAMPUS_ORIGINS_CACHE_KEY = "facelogin:sso:campus-origins"
+
+
+def campus_app_origins() -> list[str]:
+    """scheme://host[:port] of every registered campus app's redirect URIs (cached; cleared when an app
+    changes). A form on a portal page may end, through a redirect, at one of them: the Content-Security-
+    Policy's form-action must allow them (facelogin.middleware)."""
+    from urllib.parse import urlsplit
+
+    from django.core.cache import cache
+    from oauth2_provider.models import get_application_model
+
+    origins = cache.get(CAMPUS_ORIGINS_CACHE_KEY)
+    if origins is None:
+        found = set()
+        for uris in get_application_model().objects.values_list("redirect_uris", flat=True):
+            for uri in (uris or "").split():
+                parts = urlsplit(uri)
+                if parts.scheme in ("http", "https") and parts.netloc:
+                    found.add(f"{parts.scheme}://{parts.netloc}")
+        origins = sorted(found)
+        cache.set(CAMPUS_ORIGINS_CACHE_KEY, origins, 300)
+    return origins
+
+
+def campus_app_origins_forget() -> None:
+    from django.core.cache import cache
+
+    cache.delete(CAMPUS_ORIGINS_CACHE_KEY)
+
+
 def sso_purge_expired(*, older_than_days: int) -> int:
     """Expired codes and tokens (DOT's ``cleartokens``), and authorizations older than the audit
     retention whose tokens are all gone. Returns the authorizations deleted."""

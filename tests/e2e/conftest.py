@@ -177,7 +177,10 @@ def liveness_portal(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -
     yield from _session_portal(tmp_path_factory, faces_dir, "liveness-portal", **LIVENESS_SETTINGS)
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's synchronous API keeps its event loop marked as running in the
+# main thread while it is open, so asyncio tests collected after tests/e2e (tests/pipeline, tests/web)
+# would fail with "Runner.run() cannot be called from a running event loop".
+@pytest.fixture(scope="package")
 def playwright_instance():
     require_binary("chromium")
     from playwright.sync_api import sync_playwright

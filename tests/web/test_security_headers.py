@@ -67,3 +67,18 @@ def test_the_admin_pages_have_no_inline_code(admin_client, make_student):
         assert response.status_code == 200, path
         assert _inline_code(response.content.decode()) == [], path
         assert "'unsafe-inline'" not in response["Content-Security-Policy"]
+
+
+def test_forms_may_lead_to_a_registered_campus_app_and_nowhere_else(client):
+    """CSP's form-action governs where a form's submission is redirected: signing in for a campus app
+    (POST /login/ → /o/authorize/ → the app's callback) was blocked in the browser with form-action 'self'
+    alone. The registered apps' origins are added; an app's new address shows at once."""
+    from tests.web.sso_helpers import register_app
+
+    assert _policy(client.get("/login/"))["form-action"] == ["'self'"]
+    application = register_app(redirect_uri="https://lms.example.ac.kr/auth/oidc/ http://127.0.0.1:8100/callback")
+    for path in ("/login/", "/login/face/"):
+        assert _policy(client.get(path))["form-action"] == ["'self'", "http://127.0.0.1:8100", "https://lms.example.ac.kr"]
+    application.redirect_uris = "https://library.example.ac.kr/sso"
+    application.save()
+    assert _policy(client.get("/login/"))["form-action"] == ["'self'", "https://library.example.ac.kr"]

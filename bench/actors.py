@@ -8,8 +8,8 @@ a print reflects it; a phone screen glows with its own light). ``Camera`` then a
 blur, sensor noise and JPEG, as a webcam and the page's canvas do.
 
 * ``Student``: a real head (``bench.head3d``: the photo lifted to 3-D with the face mesh) that reacts to
-  each prompt after a human reaction time, turns smoothly at human speed (minimum-jerk, 35-70 degrees a
-  second, 20-30 degrees), holds, sways a little, and reflects the screen.
+  each prompt after a human reaction time, turns smoothly at human speed (minimum-jerk, 25-60 degrees a
+  second on average, 20-30 degrees), holds, sways a little, and reflects the screen.
 * ``Print``: a printed photo held in a hand (jitter), reflecting the screen like paper; ``Print.turned``
   warps it in perspective as a print turned about its vertical axis.
 * Attackers in bench.attacks combine these: photo swaps, flip-books, recordings replayed on a screen.
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from bench.head3d import BACKGROUND, FRAME_SIZE, Head, load_photo, place
+from bench.head3d import BACKGROUND, FRAME_SIZE, ROOM_REFLECTION, SCREEN_LIGHT, Head, load_photo, place
 
 TURN_SIGN = {"turn_left": 1.0, "turn_right": -1.0}  # + : the nose towards the image's right (student's left)
 
@@ -115,7 +115,7 @@ class Student:
         self.head = head
         self.rng = rng
         self.amplitude = rng.uniform(20.0, 30.0)  # degrees a turn goes
-        self.speed = rng.uniform(35.0, 70.0)  # degrees a second
+        self.speed = rng.uniform(25.0, 60.0)  # degrees a second, on average over the turn (asked to turn slowly)
         self.sway_phase = rng.uniform(0, 2 * math.pi)
         self.motion = Motion()
         self.prompt: str | None = None
@@ -145,12 +145,10 @@ class Student:
         return self.motion.at(t) + 0.8 * math.sin(2 * math.pi * 0.35 * t + self.sway_phase)
 
     def scene(self, t: float) -> Scene:
-        render = _render(self.head, round(self.yaw(t) * 2) / 2)
+        render = _render(self.head, float(round(self.yaw(t))))
         dx = 2.0 * math.sin(2 * math.pi * 0.21 * t + self.sway_phase)
         dy = 1.5 * math.sin(2 * math.pi * 0.17 * t + 1.3 * self.sway_phase)
-        image, mask = _shift(render.image, dx, dy), _shift_mask(render.head, dx, dy)
-        reflective = mask.astype(np.float32) + 0.25 * (~mask)  # the room is further from the screen
-        return Scene(image, reflective, self.motion.speed(t))
+        return Scene(_shift(render.image, dx, dy), _shift_mask(render.screen, dx, dy), self.motion.speed(t))
 
 
 @lru_cache(maxsize=128)
@@ -173,7 +171,7 @@ def _shift(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
 
 
 def _shift_mask(mask: np.ndarray, dx: float, dy: float) -> np.ndarray:
-    return np.roll(np.roll(mask, round(dy), axis=0), round(dx), axis=1)
+    return np.roll(np.roll(mask, round(dy), axis=0), round(dx), axis=1)  # whole pixels: light varies slowly
 
 
 # --- prints ------------------------------------------------------------------------------------------
@@ -195,7 +193,10 @@ class Print:
         ox, oy = offset or self.offset
         canvas = place(photo, self.face_height, offset=(ox + round(dx), oy + round(dy)))
         paper = place(Image.new("RGB", photo.size, (255, 255, 255)), self.face_height, offset=(ox + round(dx), oy + round(dy)), background=(0, 0, 0))
-        reflective = (paper[:, :, 0] > 0).astype(np.float32) + 0.25 * (paper[:, :, 0] == 0)
+        # Flat paper faces the screen the same way all over: as much as a face's most frontal point,
+        # less when the print is turned.
+        facing = float(np.clip(np.cos(np.radians(turned)) * SCREEN_LIGHT[2] * -1, 0, 1))
+        reflective = np.where(paper[:, :, 0] > 0, facing, ROOM_REFLECTION).astype(np.float32)
         if turned:
             canvas, reflective = perspective_turn(canvas, turned), perspective_turn(reflective, turned)
         return Scene(canvas, reflective)
@@ -225,3 +226,239 @@ def perspective_turn(image: np.ndarray, degrees: float, focal: float = 700.0) ->
 
 
 __all__ = ["Camera", "Motion", "Print", "Scene", "Student", "perspective_turn", "prompt_of", "screen_of"]
+
+
+# --- every actor ---------------------------------------------------------------------------------------
+
+
+class Actor:
+    """Something in front of the camera: ``observe`` each server message as the page shows it, ``frame``
+    when the page captures. Subclasses give the scene (``scene``) or the bytes (``frame``)."""
+
+    def __init__(self, camera: Camera) -> None:
+        self.camera = camera
+
+    def observe(self, message: dict, t: float) -> None:
+        pass
+
+    def scene(self, t: float) -> Scene | None:
+        raise NotImplementedError
+
+    def frame(self, t: float, screen: tuple[int, int, int] | None) -> bytes | None:
+        scene = self.scene(t)
+        return None if scene is None else self.camera.shoot(scene, screen)
+
+
+class StudentActor(Actor):
+    """The genuine student (``Student``) seen through a webcam."""
+
+    def __init__(self, student: Student, camera: Camera) -> None:
+        super().__init__(camera)
+        self.student = student
+
+    def observe(self, message: dict, t: float) -> None:
+        self.student.observe(message, t)
+
+    def scene(self, t: float) -> Scene:
+        return self.student.scene(t)
+
+
+class StillActor(Actor):
+    """(a) A printed photo held still in front of the camera (a hand's jitter, paper reflects)."""
+
+    def __init__(self, paper: Print, camera: Camera) -> None:
+        super().__init__(camera)
+        self.paper = paper
+
+    def scene(self, t: float) -> Scene:
+        return self.paper.scene()
+
+
+class ReplayActor(Actor):
+    """(b) The same frame's bytes sent again and again."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(Camera(np.random.default_rng(0)))
+        self.data = data
+
+    def frame(self, t: float, screen) -> bytes:
+        return self.data
+
+
+GLASS = 0.015  # a phone's or tablet's glass returns a little of the screen's light; its picture glows by itself
+
+
+class ScreenReplayActor(Actor):
+    """(c) A video of the student played on a phone held to the camera: the recorded frames at their own
+    pace (blind to this attempt's prompts), with the colours of the attempt they were recorded in; the
+    portal's colours fall on the phone's glass only."""
+
+    def __init__(self, recording: list[tuple[float, np.ndarray]], camera: Camera) -> None:
+        super().__init__(camera)
+        self.recording = recording
+
+    def scene(self, t: float) -> Scene | None:
+        if t > self.recording[-1][0] + 0.5:
+            return None  # the video ended
+        image = next((img for when, img in reversed(self.recording) if when <= t), self.recording[0][1])
+        return Scene(image, np.full(image.shape[:2], GLASS, dtype=np.float32))
+
+
+# --- attackers who follow the prompts with pictures ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pose:
+    """One picture the attacker can show: a photo, mirrored or not, tilted as a flat print (degrees)."""
+
+    photo: Path
+    mirror: bool = False
+    tilt: float = 0.0
+
+
+class PromptFollower(Actor):
+    """An attacker answering the page's prompts with a sequence of pictures per direction: each prompt is
+    followed after a human reaction time, stepping through the pictures towards the side asked for (or back
+    through the front picture to the other side). On ``medium="print"`` every change of printed photo is
+    a physical swap: the new print slides in over the old for ``swap_s``; on ``"tablet"`` the pictures
+    change instantly but glow instead of reflecting the portal's light."""
+
+    def __init__(self, paths: dict[str, list[Pose]], *, face_height: int, medium: str, rng: random.Random, camera: Camera,
+                 step_s: float = 0.15, swap_s: float = 0.25) -> None:
+        super().__init__(camera)
+        self.paths, self.face_height, self.medium, self.rng = paths, face_height, medium, rng
+        self.step_s, self.swap_s = step_s, swap_s
+        self.side = "front"
+        self.timeline: list[tuple[float, Pose]] = [(0.0, paths["front"][0])]
+        self.prompt: str | None = None
+
+    def observe(self, message: dict, t: float) -> None:
+        prompt = prompt_of(message)
+        if prompt == self.prompt or prompt in (None, "hold"):
+            return
+        self.prompt = prompt
+        side = {"turn_left": "left", "turn_right": "right"}.get(prompt, "front")
+        if side == self.side:
+            return
+        # Back through the front picture when crossing to the other side.
+        route = list(reversed(self.paths[self.side][1:-1])) if self.side != "front" else []
+        route += [self.paths["front"][0]] if side == "front" or self.side != "front" else []
+        route += self.paths[side][1:] if side != "front" else []
+        start = t + self.rng.uniform(0.45, 0.7)  # reading the prompt, reaching for the next picture
+        for index, pose in enumerate(route):
+            self.timeline.append((start + index * self.step_s, pose))
+        self.side = side
+
+    def _pose_at(self, t: float) -> tuple[Pose, Pose | None, float]:
+        """(the picture shown, the one it replaces while a print is being swapped, how far the swap is)."""
+        current, before, since = self.timeline[0][1], None, 0.0
+        for when, pose in self.timeline:
+            if when > t:
+                break
+            before, current, since = current, pose, when
+        swapping = self.medium == "print" and before is not None and before.photo != current.photo or (
+            self.medium == "print" and before is not None and before.mirror != current.mirror
+        )
+        fraction = (t - since) / self.swap_s
+        return current, (before if swapping and fraction < 1 else None), min(1.0, fraction)
+
+    def _print(self, pose: Pose) -> Scene:
+        paper = Print(pose.photo, self.face_height, self.rng, mirror=pose.mirror)
+        scene = paper.scene(turned=pose.tilt)
+        if self.medium == "tablet":
+            scene.reflective = np.where(scene.reflective > ROOM_REFLECTION, GLASS, ROOM_REFLECTION).astype(np.float32)
+        return scene
+
+    def scene(self, t: float) -> Scene:
+        pose, replaced, fraction = self._pose_at(t)
+        new = self._print(pose)
+        if replaced is None:
+            return new
+        return slide_over(self._print(replaced), new, fraction)
+
+
+def slide_over(old: Scene, new: Scene, fraction: float) -> Scene:
+    """A print being swapped: the new one slides in from the right over the old (``fraction`` of the way)."""
+    width = FRAME_SIZE[0]
+    shift = round((1.0 - fraction) * width * 0.8)
+    paper = np.any(np.asarray(new.image, dtype=np.int16) != np.asarray(BACKGROUND, dtype=np.int16), axis=2)
+    image, reflective = old.image.copy(), old.reflective.copy()
+    if shift < width:
+        region = np.zeros_like(paper)
+        region[:, shift:] = paper[:, : width - shift]
+        image[region] = new.image[:, : width - shift][paper[:, : width - shift]]
+        reflective[region] = new.reflective[:, : width - shift][paper[:, : width - shift]]
+    return Scene(image, reflective)
+
+
+class WarpedPrintActor(Actor):
+    """(h) One photo printed and turned about its vertical axis as the prompts ask, smoothly and at human
+    speed, up to ``max_tilt`` degrees: a flat picture doing its best impression of a head turn."""
+
+    def __init__(self, paper: Print, camera: Camera, rng: random.Random, max_tilt: float = 50.0) -> None:
+        super().__init__(camera)
+        self.paper, self.rng, self.max_tilt = paper, rng, max_tilt
+        self.motion = Motion()
+        self.prompt: str | None = None
+
+    def observe(self, message: dict, t: float) -> None:
+        prompt = prompt_of(message)
+        if prompt == self.prompt or prompt in (None, "hold"):
+            return
+        self.prompt = prompt
+        # A print turned one way foreshortens like a face turned towards that side (its near edge grows).
+        target = {"turn_left": self.max_tilt, "turn_right": -self.max_tilt}.get(prompt, 0.0)
+        start = t + self.rng.uniform(0.35, 0.6)
+        current = self.motion.at(start)
+        self.motion = Motion(start, start + abs(target - current) / 90.0 + 0.1, current, target)
+
+    def scene(self, t: float) -> Scene:
+        return self.paper.scene(turned=self.motion.at(t))
+
+
+class OtherHeadActor(Actor):
+    """(i) The student's printed photo held over the attacker's own face for the first frames (identity),
+    then lowered when the first turn is asked for, and the attacker's real head does the movements."""
+
+    def __init__(self, paper: Print, attacker: Student, camera: Camera, rng: random.Random, swap_s: float = 0.25) -> None:
+        super().__init__(camera)
+        self.paper, self.attacker, self.rng, self.swap_s = paper, attacker, rng, swap_s
+        self.lowered_at: float | None = None
+
+    def observe(self, message: dict, t: float) -> None:
+        self.attacker.observe(message, t)
+        if self.lowered_at is None and prompt_of(message) in TURN_SIGN:
+            self.lowered_at = t + self.rng.uniform(0.3, 0.5)
+
+    def scene(self, t: float) -> Scene:
+        head = self.attacker.scene(t)
+        photo = self.paper.scene()
+        if self.lowered_at is None or t < self.lowered_at:
+            return photo
+        fraction = (t - self.lowered_at) / self.swap_s
+        return head if fraction >= 1 else slide_over(photo, head, fraction)
+
+
+class PuppetActor(Actor):
+    """A live 3-D puppet of the student on a tablet held to the camera: the student's head (``bench.head3d``)
+    driven to follow the prompts as the student would (what a real-time face animation does), shown on a
+    screen. With ``forge_lag`` the attacker also re-tints the picture with the colours the portal shows, as
+    seen by a camera watching the kiosk's screen, ``forge_lag`` seconds late; without, the tablet glows."""
+
+    def __init__(self, student: Student, camera: Camera, *, forge_lag: float | None = None) -> None:
+        super().__init__(camera)
+        self.student, self.forge_lag = student, forge_lag
+        self.colours: list[tuple[float, tuple[int, int, int] | None]] = [(0.0, None)]
+
+    def observe(self, message: dict, t: float) -> None:
+        self.student.observe(message, t)
+        colour = (message.get("challenge") or {}).get("flash")
+        if colour and tuple(colour) != self.colours[-1][1]:
+            self.colours.append((t, tuple(colour)))
+
+    def frame(self, t: float, screen: tuple[int, int, int] | None) -> bytes:
+        scene = self.student.scene(t)
+        if self.forge_lag is None:
+            return self.camera.shoot(Scene(scene.image, np.full(scene.image.shape[:2], GLASS, dtype=np.float32), scene.moving), screen)
+        seen = next((colour for when, colour in reversed(self.colours) if when <= t - self.forge_lag), None)
+        return self.camera.shoot(scene, seen)

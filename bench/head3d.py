@@ -43,10 +43,18 @@ def place(photo: Image.Image, face_height: int, *, offset: tuple[int, int] = (0,
     return np.asarray(canvas)
 
 
+# Towards the screen (below the camera) and towards the room's main light (above, to one side), in the
+# canvas's axes: x right, y down, z away from the camera.
+SCREEN_LIGHT = np.array([0.0, 0.35, -1.0]) / np.hypot(0.35, 1.0)
+KEY_LIGHT = np.array([0.45, -0.6, -1.0]) / np.linalg.norm([0.45, -0.6, -1.0])
+ROOM_REFLECTION = 0.25  # the wall behind, further from the screen than the face
+
+
 @dataclass
 class Render:
-    image: np.ndarray  # RGB uint8, the canvas with the head turned
-    head: np.ndarray  # bool mask of the head's pixels (for light that falls on the person, not the room)
+    image: np.ndarray  # RGB uint8, the canvas with the head turned (shaded by the room's light)
+    head: np.ndarray  # bool mask of the head's pixels
+    screen: np.ndarray  # float32 0..1: how directly each pixel faces the screen (its reflection of it)
 
 
 class Head:
@@ -68,18 +76,26 @@ class Head:
             ring[:, :2] = centre + (hull[:, :2] - centre) * spread
             ring[:, 2] = hull[:, 2] + (axis_depth - hull[:, 2]) * back
             rings.append(ring)
+        # The room: a ring further out that stays put (the head's outline stretches over it as it turns),
+        # and the canvas's border. Only triangles with a corner on the head are drawn.
+        still = hull.copy()
+        still[:, :2] = centre + (hull[:, :2] - centre) * 2.6
+        still[:, 2] = axis_depth + face_width
         n = 12
         edge = [(x, y) for x in np.linspace(0, width - 1, n) for y in (0, height - 1)]
         edge += [(x, y) for y in np.linspace(0, height - 1, n)[1:-1] for x in (0, width - 1)]
-        room = np.array([(x, y, axis_depth + face_width) for x, y in edge])
+        room = np.vstack([still, np.array([(x, y, axis_depth + face_width) for x, y in edge])])
         self.head_points = len(points) + sum(len(r) for r in rings)
+        skin_points = len(points) + len(rings[0])  # the face and the ring just around it: lit, and shaded
         self.points = np.vstack([points, *rings, room])
         self.triangles = Delaunay(self.points[:, :2]).simplices
         self.axis = (float(centre[0]), float(centre[1]), float(axis_depth))
-        # Triangles made only of the room's points never move (the canvas shows them); those made only of
-        # the head's points are the person (the screen's light falls on them, bench.webcam).
+        # Triangles with a corner on the head move (those made only of the room's points never do, and are
+        # not drawn); those made only of the face and the ring around it are the person the room's and the
+        # screen's light fall on (bench.actors.Camera).
         self.moving = (self.triangles < self.head_points).any(axis=1)
-        self.person = (self.triangles < self.head_points).all(axis=1)
+        self.person = (self.triangles < skin_points).all(axis=1)
+        self.normals = _normals(self.points, self.triangles)
 
     @classmethod
     def from_canvas(cls, canvas: np.ndarray) -> Head | None:
@@ -108,7 +124,10 @@ class Head:
             q[head, 2] = y * math.sin(b) + z * math.cos(b) + cz
         return q
 
-    def render(self, yaw: float, pitch: float = 0.0) -> Render:
+    def render(self, yaw: float, pitch: float = 0.0, *, key_light: np.ndarray = KEY_LIGHT) -> Render:
+        """The head turned; the room's light shades what turns towards or away from it (the photo holds
+        the shading of its own pose, so each triangle gets the change), and ``screen`` says how directly
+        each pixel faces the screen below the camera."""
         height, width = self.canvas.shape[:2]
         q = self.project(yaw, pitch)
         source, target = self.points[:, :2][self.triangles], q[:, :2][self.triangles]
@@ -129,11 +148,26 @@ class Head:
         maps = np.linalg.pinv(homogeneous) @ source  # (T, 3, 2)
         pixels = np.stack([xs + 0.5, ys + 0.5, np.ones(len(xs))], axis=1)
         where = np.einsum("nk,nkj->nj", pixels, maps[t]) - 0.5
+        normals = _normals(q, self.triangles)
+        lit = lambda n: 0.55 + 0.45 * np.clip(n @ key_light, 0.0, 1.0)  # noqa: E731 - ambient + key light
+        shade = np.where(self.person, lit(normals) / lit(self.normals), 1.0).astype(np.float32)
+        facing = np.where(self.person, np.clip(normals @ SCREEN_LIGHT, 0.0, 1.0), ROOM_REFLECTION).astype(np.float32)
         out = self.canvas.copy()
-        out[ys, xs] = _bilinear(self.canvas, where[:, 0], where[:, 1])
+        sampled = _bilinear(self.canvas, where[:, 0], where[:, 1]).astype(np.float32) * shade[t][:, None]
+        out[ys, xs] = np.clip(sampled + 0.5, 0, 255).astype(np.uint8)
         mask = np.zeros((height, width), dtype=bool)
         mask[ys, xs] = self.person[t]
-        return Render(out, mask)
+        screen = np.full((height, width), ROOM_REFLECTION, dtype=np.float32)
+        screen[ys, xs] = facing[t]
+        return Render(out, mask, screen)
+
+
+def _normals(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Unit normals of the triangles, pointing towards the camera (z < 0)."""
+    a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
+    n = np.cross(b - a, c - a)
+    n *= np.where(n[:, 2:3] > 0, -1.0, 1.0)
+    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-9)
 
 
 def _cross(triangles: np.ndarray) -> np.ndarray:
@@ -143,9 +177,9 @@ def _cross(triangles: np.ndarray) -> np.ndarray:
 
 def _bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     height, width = image.shape[:2]
-    x = np.clip(x, 0, width - 1.001)
-    y = np.clip(y, 0, height - 1.001)
-    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+    x = np.clip(x, 0, width - 1.001).astype(np.float32)
+    y = np.clip(y, 0, height - 1.001).astype(np.float32)
+    x0, y0 = x.astype(np.int32), y.astype(np.int32)
     fx, fy = (x - x0)[:, None], (y - y0)[:, None]
     top = image[y0, x0].astype(np.float32) * (1 - fx) + image[y0, x0 + 1] * fx
     bottom = image[y0 + 1, x0].astype(np.float32) * (1 - fx) + image[y0 + 1, x0 + 1] * fx

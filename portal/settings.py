@@ -342,6 +342,14 @@ FACELOGIN = {
     # screen's colours reflected by the face). Off only by this explicit switch; the admin and the
     # sign-in page then show a warning.
     "LIVENESS": env_bool("FACELOGIN_LIVENESS", True),
+    # Device binding (NIST SP 800-63B: a biometric only with something the person has). "known": face
+    # sign-in alone on a browser the student remembered after a password sign-in, and on kiosks staff
+    # registered; anywhere else the face is completed by the password once, which can remember the
+    # browser. "any": the face alone from any browser.
+    "DEVICE_POLICY": env_choice("FACELOGIN_DEVICE_POLICY", "known", ("known", "any")),
+    "DEVICE_DAYS": env_int("FACELOGIN_DEVICE_DAYS", 180, minimum=1),  # a remembered browser's cookie
+    "KIOSK_SESSION_SECONDS": env_int("FACELOGIN_KIOSK_SESSION_SECONDS", 900, minimum=60),  # sessions at a kiosk
+    "FACE_CONFIRM_SECONDS": env_int("FACELOGIN_FACE_CONFIRM_SECONDS", 300, minimum=30),  # recognised, awaiting the password
     # The screen-colour part of it (stops recordings played on a screen); see facelogin/pipeline/flash.py.
     "LIVENESS_FLASH": env_bool("FACELOGIN_LIVENESS_FLASH", True),
     # How far below the identification threshold a frame of the challenge (a turned head) may score

@@ -61,6 +61,7 @@ class FaceAttempt:
     confirmed_label: str | None = None  # identity decided; waiting for the liveness challenge
     last_scores: dict = field(default_factory=dict)
     pad_scores: list[float] = field(default_factory=list)  # this face track's presentation-attack scores
+    first_vote_at: float | None = None  # when a frame first voted for a student (the challenge's clock)
     usable_frames: int = 0  # frames with a face good enough to vote: the page's progress, whoever it is
     server_seconds: float = 0.0  # time its frames spent with the server (queued, analysed)
     waiting_since: float | None = None
@@ -161,6 +162,8 @@ class FaceAttempt:
             vote = recognition.frame_vote(model, analysis, claim=self.claim_label)
         if vote.label is not None or not self.last_scores:
             self.last_scores = recognition.vote_scores(vote)
+        if vote.label is not None and self.first_vote_at is None:
+            self.first_vote_at = received_at
         quality_reasons = analysis.quality.reasons if vote.reason == POOR_QUALITY and analysis.quality else ()
         self._count_frame(quality_reasons[0] if quality_reasons else vote.reason)
 
@@ -311,10 +314,21 @@ class FaceAttempt:
             student=student,
             frames=self.frames,
             scores={**self.last_scores, "claimed": self.claim} if self.claim else self.last_scores,
-            challenge=self.liveness.state.report() if self.liveness is not None else {"liveness": "off"},
+            challenge=self._challenge_report(),
             seconds=time.monotonic() - self.started,
             frame_reasons=self.frame_reasons,
         )
+
+
+    def _challenge_report(self) -> dict:
+        if self.liveness is None:
+            return {"liveness": "off"}
+        report = self.liveness.state.report()
+        passed_at = self.liveness.state.passed_at
+        if passed_at is not None and self.first_vote_at is not None:
+            # From the first frame recognised as a student to the challenge passed (bench.attacks' figure).
+            report["recognised_to_passed_s"] = round(max(0.0, passed_at - self.first_vote_at), 2)
+        return report
 
 
 def _claimed_label(student_number: str) -> str:

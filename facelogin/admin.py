@@ -16,7 +16,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.crypto import get_random_string
-from django.utils.html import format_html
+from django.utils.formats import date_format
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -157,21 +158,6 @@ class EnrolmentPhotoInline(admin.TabularInline):
         return enrolment.rejection_message(photo.reason) if photo.reason else ""
 
 
-class RememberedBrowserInline(admin.TabularInline):
-    """The student's browsers where the face alone signs them in (revoke them in the list)."""
-
-    model = RememberedBrowser
-    extra = 0
-    can_delete = False
-    show_change_link = False
-    fields = ["label", "created_at", "created_ip", "last_used_at", "revoked_at", "revoked_by"]
-    readonly_fields = fields
-    verbose_name_plural = _("Remembered browsers (face sign-in alone)")
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-
 @admin.action(description=_("Delete face data of the selected students"), permissions=["change"])
 def delete_face_data(modeladmin, request, queryset):
     deleted = enrolment.face_data_delete(students=queryset, actor=request.user)
@@ -204,8 +190,8 @@ class StudentAdmin(DeploymentWarningsMixin, admin.ModelAdmin):
     list_display = ["student_number", "full_name", "department", "status", "consent_given", "face_photos", "face_login_blocked"]
     list_filter = ["status", ConsentFilter, "department", "face_login_blocked"]
     search_fields = ["student_number", "full_name", "department", "user__email"]
-    readonly_fields = ["consent_status", "face_enrolment", "created_at", "updated_at"]
-    inlines = [EnrolmentPhotoInline, RememberedBrowserInline]
+    readonly_fields = ["consent_status", "face_enrolment", "remembered_browsers", "created_at", "updated_at"]
+    inlines = [EnrolmentPhotoInline]
     actions = [delete_face_data]
 
     def get_fields(self, request, obj=None):
@@ -213,7 +199,7 @@ class StudentAdmin(DeploymentWarningsMixin, admin.ModelAdmin):
         if obj is None:
             return [*fields, "password"]  # photos only after consent is recorded on the saved student
         photos = ["face_photos"] if obj.has_consent else []  # no consent, no upload (get_queryset's annotation)
-        return [*fields, "consent_status", "face_enrolment", *photos, "created_at", "updated_at"]
+        return [*fields, "consent_status", "face_enrolment", *photos, "remembered_browsers", "created_at", "updated_at"]
 
     def get_queryset(self, request):
         active = FaceConsent.objects.filter(student=OuterRef("pk"), ended_at__isnull=True)
@@ -240,6 +226,28 @@ class StudentAdmin(DeploymentWarningsMixin, admin.ModelAdmin):
     @admin.display(description=_("accepted photos"))
     def face_photos(self, student: Student) -> int:
         return enrolment.accepted_count(student=student)
+
+    @admin.display(description=_("browsers where the face alone signs in"))
+    def remembered_browsers(self, student: Student):
+        """The student's remembered browsers in force (FACELOGIN_DEVICE_POLICY=known); revoked in their list."""
+        browsers = list(student.browsers.filter(revoked_at__isnull=True))
+        if not browsers:
+            return _("None")
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (b.label, date_format(timezone.localtime(b.created_at), "Y-m-d"), b.created_ip or "—",
+                 date_format(timezone.localtime(b.last_used_at), "Y-m-d H:i") if b.last_used_at else "—")
+                for b in browsers
+            ),
+        )
+        url = reverse("admin:facelogin_rememberedbrowser_changelist") + f"?student__id__exact={student.pk}"
+        return format_html(
+            '<table id="remembered-browsers"><thead><tr><th scope="col">{}</th><th scope="col">{}</th><th scope="col">{}</th>'
+            '<th scope="col">{}</th></tr></thead><tbody>{}</tbody></table><p><a href="{}">{}</a></p>',
+            _("Browser"), _("Remembered"), _("From"), _("Last face sign-in"), rows, url, _("Revoke in the list of remembered browsers"),
+        )
 
     @admin.display(description=_("face sign-in"))
     def face_enrolment(self, student: Student):

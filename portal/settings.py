@@ -301,7 +301,7 @@ FACELOGIN = {
     "MAX_THRESHOLD": env_float("FACELOGIN_MAX_THRESHOLD", 1.0),
     "MIN_HOLDOUT_ACCURACY": env_float("FACELOGIN_MIN_HOLDOUT_ACCURACY", 0.9),
     "MIN_FRAMES": env_int("FACELOGIN_MIN_FRAMES", 3, minimum=1),
-    "MAX_FRAMES": env_int("FACELOGIN_MAX_FRAMES", 40, minimum=1),
+    "MAX_FRAMES": env_int("FACELOGIN_MAX_FRAMES", 60, minimum=1),
     "ATTEMPT_SECONDS": env_int("FACELOGIN_ATTEMPT_SECONDS", 30, minimum=3),
     "MAX_FRAME_BYTES": env_int("FACELOGIN_MAX_FRAME_BYTES", 512 * 1024, minimum=1024),
     # Longest side of a sign-in frame, checked from the image header (the page sends 640 px; a webcam

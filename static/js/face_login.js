@@ -111,6 +111,7 @@ function drawFace(answer) {
 
 function showChallenge(challenge) {
   showFlash(challenge && challenge.flash);
+  challengeBox.dataset.step = (challenge && challenge.step) || "";
   if (!challenge || !challenge.step) {
     challengeBox.hidden = true;
     return;

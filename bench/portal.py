@@ -37,13 +37,14 @@ from functools import lru_cache
 from pathlib import Path
 
 from tests.conftest import FACES
-from tests.faces import challenge_frame, webcam_frame
+from tests.faces import webcam_frame
 from tests.live import REPO, BackgroundManage, DaphneProcess, manage, portal_env, wait_until
 
 RESULTS = REPO / "bench" / "results"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm"}
 ENROL_PHOTOS = {"johns": 6, "orl": 5}  # as tests/e2e (johns) and the README's accuracy runs (ORL)
 ANSWER_WINDOW_S = 1.5  # face_login.js: send anyway when the server has not answered within this long
+FLASH_SETTLE_S = 0.09  # face_login.js: a new liveness colour is on screen this long before the next frame
 MAX_SIDE = 640  # face_login.js: long side of a sent frame
 UNANALYSED = {"busy", "too_fast", "duplicate"}  # error answers to frames the server did not recognise
 
@@ -107,14 +108,10 @@ def find_people(*, johns: int = 5, orl: int = 40, faces: Path = FACES) -> list[P
 
 
 @lru_cache(maxsize=None)
-def frame(photo: Path, *, shift: int = 0, size: tuple[int, int] = (640, 480), step: str | None = None) -> bytes:
-    """A webcam-like JPEG (q80, the browser's quality) of a real photo; ``shift`` px makes the bytes unique.
-
-    ``step`` (liveness): the photo answering that challenge step (tests/faces.challenge_frame)."""
+def frame(photo: Path, *, shift: int = 0, size: tuple[int, int] = (640, 480)) -> bytes:
+    """A webcam-like JPEG (q80, the browser's quality) of a real photo; ``shift`` px makes the bytes unique."""
     if max(size) > MAX_SIDE:
         raise ValueError(f"the page never sends frames over {MAX_SIDE} px")
-    if step is not None:
-        return challenge_frame(photo, step, shift=shift)
     face_height = round(300 * size[1] / 480)  # a face filling ~60 % of the frame's height, as at a desk
     return webcam_frame(photo, size=size, face_height=face_height, shift=shift)
 
@@ -141,27 +138,40 @@ class FrameSource:
 
 
 class ChallengeSource(FrameSource):
-    """A cooperative student with liveness on: first looks at the camera (the baseline the movement is
-    measured from), then does what the last answer's ``challenge.step`` asks, then looks back."""
+    """A cooperative student with liveness on: the student's head in 3-D (bench.actors.Student) looks at the
+    camera, turns when the server's prompts ask, and reflects the colours the page shows. ``observe``
+    takes each answer as the page shows it; ``frame`` films the moment it is called at."""
 
-    def __init__(self, frontal: Sequence[Path], turned: Path, *, limit: int = 40) -> None:
+    def __init__(self, frontal: Sequence[Path], turned: Path | None = None, *, limit: int = 60, seed: int = 0) -> None:
+        import random
+
+        import numpy as np
+
+        from bench.actors import Camera, Student
+        from bench.head3d import Head, load_photo, place
+
         super().__init__(frontal, limit=limit)
-        self.turned = turned
+        head = Head.from_canvas(place(load_photo(self.photos[0]), 240))
+        if head is None:
+            raise SystemExit(f"no face in {self.photos[0]}")
+        self.student = Student(head, random.Random(seed))
+        self.camera = Camera(np.random.default_rng(seed), reflection=0.12)
+        self.started = time.monotonic()
+        self.screen: tuple[int, int, int] | None = None
+
+    def observe(self, message: dict) -> None:
+        challenge = message.get("challenge") or {}
+        if challenge.get("flash"):
+            self.screen = tuple(challenge["flash"])
+        self.student.observe(message, time.monotonic() - self.started)
 
     def frame(self, index: int, step: str | None = None) -> bytes | None:
         if index >= self.limit:
             return None
-        if index == 0 or step is None:
-            return frame(self.photos[index % len(self.photos)], shift=index, step="center")
-        photo = self.turned if step in ("turn_left", "turn_right") else self.photos[index % len(self.photos)]
-        return frame(photo, shift=index, step=step)
+        return self.camera.shoot(self.student.scene(time.monotonic() - self.started), self.screen)
 
     def prepare(self, count: int) -> list[bytes]:
-        out = []
-        for index in range(count):
-            for step in (None, "turn_left", "turn_right", "move_closer", "move_back"):
-                out.append(self.frame(index, step))
-        return out
+        return []  # filmed live: nothing to make ahead
 
 
 def liveness_person(people: Sequence[Person]) -> Person:
@@ -500,6 +510,9 @@ async def sign_in(
                 interval = max(0.05, hello.get("frame_interval_ms", 150) / 1000)
                 step = None
                 index, awaiting, last_sent, first_sent = 0, False, float("-inf"), None
+                last_colour, colour_at = None, float("-inf")
+                if hasattr(source, "observe"):
+                    source.observe(hello)
                 in_flight: list[tuple[float, int]] = []  # (sent at, index in frames_sent), oldest first
                 more = True
                 while True:
@@ -508,6 +521,7 @@ async def sign_in(
                         result.outcome = "timeout"
                         break
                     send_at = last_sent + (max(interval, answer_window) if awaiting else interval)
+                    send_at = max(send_at, colour_at + FLASH_SETTLE_S)  # face_login.js: a new colour on the face first
                     if more and now >= send_at:
                         data = source.frame(index, step)
                         if data is None:
@@ -540,6 +554,11 @@ async def sign_in(
                         if in_flight:
                             result.round_trips_ms.append((at - in_flight.pop(0)[0]) * 1000)
                         step = (message.get("challenge") or {}).get("step")
+                        colour = (message.get("challenge") or {}).get("flash")
+                        if colour and colour != last_colour:
+                            last_colour, colour_at = colour, time.perf_counter()
+                        if hasattr(source, "observe"):
+                            source.observe(message)
                     elif kind == "error":
                         code = message.get("code", "?")
                         result.frame_errors.append(code)

@@ -16,7 +16,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.crypto import get_random_string
-from django.utils.html import format_html
+from django.utils.formats import date_format
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -35,13 +36,15 @@ from facelogin.models import (
     EnrolmentPhoto,
     FaceAttempt,
     FaceConsent,
+    Kiosk,
+    RememberedBrowser,
     SignIn,
     SignInDashboard,
     SsoConsent,
     SsoEvent,
     Student,
 )
-from facelogin.services import classifier_figures, consent, dashboard, data_export, enrolment, stranger_risk, training
+from facelogin.services import classifier_figures, consent, dashboard, data_export, devices, enrolment, stranger_risk, training
 from facelogin.services.students import student_create
 
 
@@ -187,7 +190,7 @@ class StudentAdmin(DeploymentWarningsMixin, admin.ModelAdmin):
     list_display = ["student_number", "full_name", "department", "status", "consent_given", "face_photos", "face_login_blocked"]
     list_filter = ["status", ConsentFilter, "department", "face_login_blocked"]
     search_fields = ["student_number", "full_name", "department", "user__email"]
-    readonly_fields = ["consent_status", "face_enrolment", "created_at", "updated_at"]
+    readonly_fields = ["consent_status", "face_enrolment", "remembered_browsers", "created_at", "updated_at"]
     inlines = [EnrolmentPhotoInline]
     actions = [delete_face_data]
 
@@ -196,7 +199,7 @@ class StudentAdmin(DeploymentWarningsMixin, admin.ModelAdmin):
         if obj is None:
             return [*fields, "password"]  # photos only after consent is recorded on the saved student
         photos = ["face_photos"] if obj.has_consent else []  # no consent, no upload (get_queryset's annotation)
-        return [*fields, "consent_status", "face_enrolment", *photos, "created_at", "updated_at"]
+        return [*fields, "consent_status", "face_enrolment", *photos, "remembered_browsers", "created_at", "updated_at"]
 
     def get_queryset(self, request):
         active = FaceConsent.objects.filter(student=OuterRef("pk"), ended_at__isnull=True)
@@ -223,6 +226,28 @@ class StudentAdmin(DeploymentWarningsMixin, admin.ModelAdmin):
     @admin.display(description=_("accepted photos"))
     def face_photos(self, student: Student) -> int:
         return enrolment.accepted_count(student=student)
+
+    @admin.display(description=_("browsers where the face alone signs in"))
+    def remembered_browsers(self, student: Student):
+        """The student's remembered browsers in force (FACELOGIN_DEVICE_POLICY=known); revoked in their list."""
+        browsers = list(student.browsers.filter(revoked_at__isnull=True))
+        if not browsers:
+            return _("None")
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (b.label, date_format(timezone.localtime(b.created_at), "Y-m-d"), b.created_ip or "—",
+                 date_format(timezone.localtime(b.last_used_at), "Y-m-d H:i") if b.last_used_at else "—")
+                for b in browsers
+            ),
+        )
+        url = reverse("admin:facelogin_rememberedbrowser_changelist") + f"?student__id__exact={student.pk}"
+        return format_html(
+            '<table id="remembered-browsers"><thead><tr><th scope="col">{}</th><th scope="col">{}</th><th scope="col">{}</th>'
+            '<th scope="col">{}</th></tr></thead><tbody>{}</tbody></table><p><a href="{}">{}</a></p>',
+            _("Browser"), _("Remembered"), _("From"), _("Last face sign-in"), rows, url, _("Revoke in the list of remembered browsers"),
+        )
 
     @admin.display(description=_("face sign-in"))
     def face_enrolment(self, student: Student):
@@ -511,6 +536,91 @@ class ClassifierVersionAdmin(DeploymentWarningsMixin, admin.ModelAdmin):
     def holdout_accuracy(self, version: ClassifierVersion):
         value = ((version.metrics or {}).get("holdout") or {}).get("rank1_accuracy")
         return f"{value:.3f}" if isinstance(value, (int, float)) else "—"
+
+
+# --- device binding: remembered browsers and kiosks -------------------------------------------------
+
+
+@admin.action(description=_("Revoke the selected browsers (their face sign-in then needs the password)"), permissions=["change"])
+def revoke_browsers(modeladmin, request, queryset):
+    revoked = 0
+    for browser in queryset.filter(revoked_at__isnull=True).select_related("student"):
+        revoked += devices.browser_revoke(student=browser.student, browser_id=browser.pk, actor=request.user) is not None
+    modeladmin.message_user(request, ngettext("%(n)d browser revoked.", "%(n)d browsers revoked.", revoked) % {"n": revoked})
+
+
+@admin.register(RememberedBrowser)
+class RememberedBrowserAdmin(admin.ModelAdmin):
+    list_display = ["student", "label", "created_at", "created_ip", "last_used_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["student__student_number", "student__full_name", "label"]
+    date_hierarchy = "created_at"
+    actions = [revoke_browsers]
+    readonly_fields = ["student", "label", "created_at", "created_ip", "last_used_at", "revoked_at", "revoked_by"]
+    fields = readonly_fields
+
+    def has_add_permission(self, request):
+        return False  # a browser is remembered by the student, on that browser, after their password
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # revoked, never deleted: the record stays
+
+
+@admin.action(description=_("Revoke the selected kiosks"), permissions=["change"])
+def revoke_kiosks(modeladmin, request, queryset):
+    kiosks = list(queryset.filter(revoked_at__isnull=True))
+    for kiosk in kiosks:
+        devices.kiosk_revoke(kiosk=kiosk, actor=request.user)
+    modeladmin.message_user(request, ngettext("%(n)d kiosk revoked.", "%(n)d kiosks revoked.", len(kiosks)) % {"n": len(kiosks)})
+
+
+@admin.register(Kiosk)
+class KioskAdmin(admin.ModelAdmin):
+    """Campus sign-in terminals. Create one here, then open its page ON THE TERMINAL and register that
+    browser: from then on any enrolled student signs in there by face alone, in short sessions."""
+
+    list_display = ["name", "location", "registered", "registered_at", "last_used_at", "revoked_at"]
+    search_fields = ["name", "location"]
+    actions = [revoke_kiosks]
+    fields = ["name", "location", "registration", "registered_at", "registered_by", "last_used_at", "revoked_at"]
+    readonly_fields = ["registration", "registered_at", "registered_by", "last_used_at", "revoked_at"]
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # revoked, never deleted: the record stays
+
+    @admin.display(description=_("browser registered"), boolean=True)
+    def registered(self, kiosk: Kiosk) -> bool:
+        return kiosk.active
+
+    @admin.display(description=_("this browser"))
+    def registration(self, kiosk: Kiosk):
+        if kiosk.pk is None:
+            return _("Save the kiosk first; then open this page on the terminal itself.")
+        url = reverse("admin:facelogin_kiosk_register", args=[kiosk.pk])
+        return format_html(
+            # Inside the admin's own form (its CSRF token goes along); the view reads nothing else of it.
+            '<button type="submit" formaction="{}" class="button" id="kiosk-register-button">{}</button> <span class="help">{}</span>',
+            url,
+            _("Make this browser this kiosk"),
+            _("Do this on the terminal. A browser registered earlier for this kiosk stops being it."),
+        )
+
+    def get_urls(self):
+        return [
+            path("<int:kiosk_id>/register/", self.admin_site.admin_view(self.register_view), name="facelogin_kiosk_register"),
+            *super().get_urls(),
+        ]
+
+    def register_view(self, request: HttpRequest, kiosk_id: int) -> HttpResponse:
+        if request.method != "POST":
+            return redirect("admin:facelogin_kiosk_change", kiosk_id)
+        kiosk = get_object_or_404(Kiosk, pk=kiosk_id)
+        if not self.has_change_permission(request, kiosk):
+            raise PermissionDenied
+        response = redirect("admin:facelogin_kiosk_change", kiosk_id)
+        devices.kiosk_register(kiosk=kiosk, actor=request.user, response=response)
+        self.message_user(request, _("This browser is now the kiosk “%(kiosk)s”. Sign out of the administration site before leaving it.") % {"kiosk": kiosk}, messages.SUCCESS)
+        return response
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -7,6 +7,4 @@ class FaceloginConfig(AppConfig):
     verbose_name = _("Face login")
 
     def ready(self) -> None:
-        from facelogin import signals  # connects the sign-in recorder
-
-        signals.connect_campus_app_signals()
+        from facelogin import signals  # noqa: F401 - connects the sign-in recorder

@@ -22,7 +22,8 @@ class CampusAppFormActionMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if settings.SSO["ENABLED"] and response.get("Content-Type", "").startswith("text/html"):
+        # Pages, not redirects: only a page can hold a form (and a redirect must not cost a query).
+        if settings.SSO["ENABLED"] and response.status_code == 200 and response.get("Content-Type", "").startswith("text/html"):
             from facelogin.services.sso import campus_app_origins
 
             origins = campus_app_origins()

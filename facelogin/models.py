@@ -89,6 +89,9 @@ class SignIn(models.Model):
     class Method(models.TextChoices):
         PASSWORD = "password", _("Password")
         FACE = "face", _("Face")
+        # Face sign-in on a browser not yet known for the student (FACELOGIN_DEVICE_POLICY=known):
+        # the password completed it.
+        FACE_PASSWORD = "face_password", _("Face and password")
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sign_ins")
     at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -272,6 +275,10 @@ class BiometricAction(models.Model):
         CONSENT = "consent", _("Consent recorded")
         WITHDRAW = "withdraw", _("Consent withdrawn")
         REPORT = "report", _("Sign-in reported as not me")
+        BROWSER_ADDED = "browser_added", _("Browser remembered for face sign-in")
+        BROWSER_REVOKED = "browser_revoked", _("Remembered browser revoked")
+        KIOSK_ADDED = "kiosk_added", _("Kiosk browser registered")
+        KIOSK_REVOKED = "kiosk_revoked", _("Kiosk revoked")
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     action = models.CharField(max_length=16, choices=Action.choices)
@@ -406,3 +413,65 @@ class SsoEvent(models.Model):
         ordering = ["-at"]
         verbose_name = _("campus app sign-in event")
         verbose_name_plural = _("campus app sign-in events")
+
+
+class RememberedBrowser(models.Model):
+    """A browser on which a student may sign in by face alone (FACELOGIN_DEVICE_POLICY=known): they signed in
+    on it with their password and chose to remember it. The browser holds a random credential in a
+    long-lived cookie; only its hash is stored. Revocable by the student and by staff."""
+
+    student = models.ForeignKey(Student, on_delete=models.CASCADE, related_name="browsers", verbose_name=_("student"))
+    token_hash = models.CharField(max_length=64, db_index=True)
+    label = models.CharField(_("browser"), max_length=200, blank=True)  # from the user agent, for people to recognise it
+    created_at = models.DateTimeField(_("remembered at"), auto_now_add=True)
+    created_ip = models.GenericIPAddressField(_("remembered from"), null=True, blank=True)
+    last_used_at = models.DateTimeField(_("last face sign-in"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("revoked by")
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["student", "token_hash"], condition=Q(revoked_at__isnull=True), name="one_live_browser_row")
+        ]
+        verbose_name = _("remembered browser")
+        verbose_name_plural = _("remembered browsers")
+
+    def __str__(self) -> str:
+        return self.label or f"#{self.pk}"
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+class Kiosk(models.Model):
+    """A campus sign-in terminal registered by staff: any student may sign in by face alone on it.
+
+    Staff create the kiosk here, then open its admin page on the terminal itself and register that
+    browser; the browser keeps the kiosk's credential in a cookie (only its hash is stored)."""
+
+    name = models.CharField(_("name"), max_length=100)
+    location = models.CharField(_("location"), max_length=200, blank=True)
+    token_hash = models.CharField(max_length=64, blank=True, db_index=True)  # empty until a browser is registered
+    registered_at = models.DateTimeField(_("browser registered at"), null=True, blank=True)
+    registered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("registered by")
+    )
+    last_used_at = models.DateTimeField(_("last face sign-in"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("kiosk")
+        verbose_name_plural = _("kiosks")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.location})" if self.location else self.name
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None and bool(self.token_hash)

@@ -23,19 +23,3 @@ def _end_campus_sessions(sender, request, user, **kwargs) -> None:
 
     session_logout(user=user, sid=request.session.get(SID_SESSION_KEY), ip=client_ip(request))
 
-
-def _campus_apps_changed(sender, **kwargs) -> None:
-    from facelogin.services.sso import campus_app_origins_forget
-
-    campus_app_origins_forget()
-
-
-def connect_campus_app_signals() -> None:
-    """A registered app's redirect URIs changed: forget the cached form-action origins (called from
-    AppConfig.ready, once the swappable application model can be resolved)."""
-    from django.db.models.signals import post_delete, post_save
-    from oauth2_provider.models import get_application_model
-
-    application = get_application_model()
-    post_save.connect(_campus_apps_changed, sender=application, dispatch_uid="facelogin.campus_apps_saved")
-    post_delete.connect(_campus_apps_changed, sender=application, dispatch_uid="facelogin.campus_apps_deleted")

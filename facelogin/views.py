@@ -20,7 +20,7 @@ from django.utils.translation import gettext_lazy as _
 
 from facelogin.auth import student_of
 from facelogin.models import FaceConsent, SignIn
-from facelogin.services import consent, sso
+from facelogin.services import consent, devices, sso
 from facelogin.services.auth_context import FACE, PWD, SID_SESSION_KEY, auth_event_record
 from facelogin.services.enrolment import face_ready
 from facelogin.services.faceflow import claim_forget, claim_store, face_page_context, safe_next
@@ -51,8 +51,23 @@ def home(request: HttpRequest) -> HttpResponse:
             "consent": consent.consent_active(student=student) if student else None,
             "face_ready": face_ready(student=student) if student else False,
             "campus_apps": sso.apps_let_in(user=request.user) if settings.SSO["ENABLED"] else [],
+            "browsers": devices.browsers_of(student=student, request=request) if student else [],
+            "device_policy": settings.FACELOGIN["DEVICE_POLICY"],
         },
     )
+
+
+@login_required
+@require_POST
+def browser_revoke(request: HttpRequest, browser_id: int) -> HttpResponse:
+    """The student stops face sign-in on one of their remembered browsers."""
+    student = student_of(request.user)
+    revoked = devices.browser_revoke(student=student, browser_id=browser_id, actor=request.user) if student else None
+    if revoked is None:
+        messages.error(request, _("That browser could not be found."))
+    else:
+        messages.success(request, _("Face sign-in alone is switched off on %(browser)s. Your password will be asked for there.") % {"browser": revoked.label})
+    return redirect("home")
 
 
 @login_required
@@ -118,10 +133,17 @@ class PasswordLoginView(auth_views.LoginView):
         end_other_session(self.request, form.get_user())
         response = super().form_valid(form)  # login(): rotates the session key
         auth_event_record(request=self.request, method=PWD)
+        student = student_of(form.get_user())
+        if student is not None and self.request.POST.get("remember_browser") == "1":
+            devices.browser_remember(student=student, request=self.request, response=response)
         return response
 
     def get_context_data(self, **kwargs):
-        return {**super().get_context_data(**kwargs), "step_up": step_up_requested(self.request)}
+        return {
+            **super().get_context_data(**kwargs),
+            "step_up": step_up_requested(self.request),
+            "device_policy": settings.FACELOGIN["DEVICE_POLICY"],
+        }
 
 
 def password_locked_out(request: HttpRequest, original_response=None, credentials: dict | None = None) -> HttpResponse:
@@ -183,7 +205,9 @@ def face_login_url(request: HttpRequest, next_value: str | None, *, step_up: boo
 
 @require_POST
 def face_login_complete(request: HttpRequest) -> HttpResponse:
-    """Redeem the websocket's ticket and establish the portal session."""
+    """Redeem the websocket's ticket and establish the portal session (or, on a browser where the face may
+    not sign this student in alone, ask for the password first: FACELOGIN_DEVICE_POLICY)."""
+    step_up = step_up_requested(request)
     # One transaction for the ticket, the rotated session, the last-login stamp and the sign-in record:
     # one commit instead of five in the portal's busiest minutes.
     with transaction.atomic():
@@ -191,14 +215,94 @@ def face_login_complete(request: HttpRequest) -> HttpResponse:
             ticket = ticket_redeem(token=request.POST.get("ticket", ""), session_key=request.session.session_key)
         except TicketRefused as refused:  # raised before ticket_redeem writes anything
             messages.error(request, TICKET_REFUSED_MESSAGES.get(refused.reason, TICKET_REFUSED_MESSAGES["unknown"]))
-            return redirect(face_login_url(request, request.POST.get("next"), step_up=step_up_requested(request)))
+            return redirect(face_login_url(request, request.POST.get("next"), step_up=step_up))
+        liveness = bool((ticket.scores or {}).get("liveness"))
+        decision = devices.face_alone(student=ticket.student, request=request)
+        if not decision.allowed:
+            face_pending_store(request, student=ticket.student, liveness=liveness, scores=ticket.scores)
+            return redirect(face_confirm_url(request, request.POST.get("next"), step_up=step_up))
         setattr(request, METHOD_ATTR, SignIn.Method.FACE)
         setattr(request, SCORES_ATTR, ticket.scores)
         end_other_session(request, ticket.student.user)
         login(request, ticket.student.user, backend="facelogin.auth.ActiveStudentBackend")  # rotates the session key
         # The ticket says whether this face passed the liveness challenge (campus apps see it in acr).
-        auth_event_record(request=request, method=FACE, liveness=bool((ticket.scores or {}).get("liveness")))
+        auth_event_record(request=request, method=FACE, liveness=liveness)
+        devices.face_alone_used(decision=decision)
+        if decision.kiosk is not None:  # a shared terminal: short sessions, gone when the browser closes
+            request.session.set_expiry(settings.FACELOGIN["KIOSK_SESSION_SECONDS"])
     return redirect(safe_next(request, request.POST.get("next")) or "home")
+
+
+FACE_PENDING_SESSION_KEY = "face_pending"
+
+
+def face_pending_store(request: HttpRequest, *, student, liveness: bool, scores: dict) -> None:
+    """A face recognised on a browser that must also give the password: held in this browser's session."""
+    import time
+
+    request.session[FACE_PENDING_SESSION_KEY] = {"student": student.pk, "at": time.time(), "liveness": liveness, "scores": scores}
+
+
+def face_pending_of(request: HttpRequest):
+    """The student whose face this browser showed, while the password step is still open; else None."""
+    import time
+
+    from facelogin.models import Student
+
+    pending = request.session.get(FACE_PENDING_SESSION_KEY)
+    if not isinstance(pending, dict) or time.time() - float(pending.get("at", 0)) > settings.FACELOGIN["FACE_CONFIRM_SECONDS"]:
+        return None, {}
+    student = Student.objects.select_related("user").filter(pk=pending.get("student")).first()
+    if student is None or not student.may_sign_in or student.face_login_blocked:
+        return None, {}
+    return student, pending
+
+
+def face_confirm_url(request: HttpRequest, next_value: str | None, *, step_up: bool) -> str:
+    return face_login_url(request, next_value, step_up=step_up).replace(reverse("face_login"), reverse("face_confirm"), 1)
+
+
+def masked_number(number: str) -> str:
+    """2026••01: enough for the student to see it is their account, not enough to learn someone's."""
+    start, end = (4, 2) if len(number) > 6 else (len(number) // 2, 0)
+    return number[:start] + "•" * (len(number) - start - end) + (number[len(number) - end :] if end else "")
+
+
+def face_confirm(request: HttpRequest) -> HttpResponse:
+    """The password that completes a face sign-in on a browser not yet known for the student."""
+    from django.contrib.auth import authenticate
+
+    student, pending = face_pending_of(request)
+    step_up = step_up_requested(request)
+    next_value = request.POST.get("next") if request.method == "POST" else request.GET.get("next")
+    if student is None:
+        request.session.pop(FACE_PENDING_SESSION_KEY, None)
+        messages.error(request, _("That sign-in took too long to complete. Please try again."))
+        return redirect(face_login_url(request, next_value, step_up=step_up))
+    error = ""
+    if request.method == "POST":
+        user = authenticate(request, username=student.user.get_username(), password=request.POST.get("password", ""))
+        if getattr(request, "axes_locked_out", False):
+            return password_locked_out(request, credentials={"username": student.user.get_username()})
+        if user is not None and user.pk == student.user.pk:
+            request.session.pop(FACE_PENDING_SESSION_KEY, None)
+            setattr(request, METHOD_ATTR, SignIn.Method.FACE_PASSWORD)
+            setattr(request, SCORES_ATTR, pending.get("scores"))
+            end_other_session(request, user)
+            login(request, user, backend="facelogin.auth.ActiveStudentBackend")
+            auth_event_record(request=request, method=FACE, liveness=bool(pending.get("liveness")))
+            auth_event_record(request=request, method=PWD)
+            response = redirect(safe_next(request, next_value) or "home")
+            if request.POST.get("remember_browser") == "1":
+                devices.browser_remember(student=student, request=request, response=response)
+            return response
+        error = _("That password is not right. Try again, or start over with your student number and password.")
+    return render(
+        request,
+        "facelogin/face_confirm.html",
+        {"masked_number": masked_number(student.student_number), "next": safe_next(request, next_value), "step_up": step_up, "error": error},
+        status=400 if error else 200,
+    )
 
 
 @login_required

@@ -134,8 +134,8 @@ class SyncStackASGIHandler(ASGIHandler):
     @cached_property
     def auth_paths(self) -> frozenset[str]:
         """Where a POST runs the password hasher."""
-        paths = {"/login/", "/admin/login/", "/admin/password_change/"}
-        for name in ("login", "admin:login", "admin:password_change"):
+        paths = {"/login/", "/login/face/confirm/", "/admin/login/", "/admin/password_change/"}
+        for name in ("login", "face_confirm", "admin:login", "admin:password_change"):
             with contextlib.suppress(Exception):
                 paths.add(reverse(name))
         return frozenset(paths)

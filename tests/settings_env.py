@@ -8,6 +8,10 @@ import os
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key-not-for-production-0123456789")
 # A fixed test key for biometric data at rest (never used outside tests).
 os.environ.setdefault("FACELOGIN_BIOMETRIC_KEYS", "dGVzdC1vbmx5LWJpb21ldHJpYy1rZXktMzItYnl0ZXM=")
+# Face sign-ins in the tests are about recognition, tickets and campus apps, not where they happen: they
+# may sign in alone from any browser. The tests of device binding (tests/web/test_devices.py, the
+# liveness portal in tests/e2e) set the production default, "known", themselves.
+os.environ.setdefault("FACELOGIN_DEVICE_POLICY", "any")
 
 
 def _test_signing_key() -> None:

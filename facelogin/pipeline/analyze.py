@@ -38,6 +38,9 @@ from . import errors, quality
 from .align import AlignConfig, align_face
 from .decode import LIVE_FORMATS, DecodeLimits, decode_image
 from .detect import DetectorConfig, FaceDetector, as_rgb_array
+from .flash import skin_colour
+from .mesh import FaceMesher
+from .pad import PresentationAttackDetector
 from .quality import QualityThresholds
 from .types import Detection, FrameAnalysis, QualityReport
 
@@ -76,6 +79,9 @@ class AnalyzerConfig:
     # Login frames are detected on a copy this long (None: DetectorConfig.max_side). A face at the
     # sign-in camera fills much of a 640x480 frame; MTCNN's cost follows the detection image's area.
     login_detect_side: int | None = None
+    # Liveness follows one face track through a head turn by its embeddings: embed a login face whose
+    # only quality issue is "turned" too (it still gives no identity vote: decide.frame_gate).
+    embed_turned: bool = False
 
 
 def _zero_timings() -> dict[str, float]:
@@ -94,16 +100,29 @@ class _Clock:
 
 
 class FaceAnalyzer:
-    def __init__(self, config: AnalyzerConfig | None, embedder: SupportsEmbed) -> None:
+    def __init__(
+        self,
+        config: AnalyzerConfig | None,
+        embedder: SupportsEmbed,
+        *,
+        mesher: FaceMesher | None = None,
+        pad: PresentationAttackDetector | None = None,
+    ) -> None:
+        """``mesher`` (dense landmarks and the skin's colour) and ``pad`` (a presentation-attack score) run
+        on login frames with a face, for the liveness check; enrolment photos never need them."""
         self.config = config or AnalyzerConfig()
         self.embedder = embedder
         self.detector = FaceDetector(self.config.detector)
+        self.mesher = mesher
+        self.pad = pad
 
     def warm_up(self) -> None:
         """Load MTCNN and the embedder and run each once, so the first user does not wait for it."""
         self.detector.load()
         self.detector.detect(np.full((480, 640, 3), 128, dtype=np.uint8))
         self.embedder.embed(np.zeros((1, 160, 160, 3), dtype=np.uint8))
+        if self.mesher is not None:
+            self.mesher.load()
 
     # --- one image ---------------------------------------------------------------------------
     def analyze_bytes(
@@ -218,7 +237,24 @@ class FaceAnalyzer:
             return FrameAnalysis(detection=detection, face=None, quality=None, timings_ms=timings)
         crop = align_face(image, face, cfg.align)
         clock.lap("align")
-        return FrameAnalysis(detection=detection, face=face, quality=report, crop=crop, timings_ms=timings)
+        mesh = skin = pad_score = None
+        if purpose == LOGIN and self.mesher is not None:
+            mesh = self.mesher.mesh(image, face)
+            skin = skin_colour(image, mesh) if mesh is not None else None
+            clock.lap("mesh")
+        if purpose == LOGIN and self.pad is not None:
+            pad_score = float(self.pad.score(image, face))
+            clock.lap("pad")
+        return FrameAnalysis(
+            detection=detection,
+            face=face,
+            quality=report,
+            crop=crop,
+            timings_ms=timings,
+            mesh=mesh,
+            skin_rgb=skin,
+            pad_score=pad_score,
+        )
 
     def _worth_brightening(self, image: np.ndarray, report: QualityReport | None) -> bool:
         floor = self.config.rescue_min_brightness
@@ -229,13 +265,7 @@ class FaceAnalyzer:
         return floor <= mean < self.config.quality.min_brightness
 
     def _embed(self, analyses: list[FrameAnalysis]) -> list[FrameAnalysis]:
-        wanted = [
-            i
-            for i, a in enumerate(analyses)
-            if a.crop is not None
-            and a.quality is not None
-            and (self.config.embed_poor_quality or a.quality.ok)
-        ]
+        wanted = [i for i, a in enumerate(analyses) if a.crop is not None and a.quality is not None and self._wants_embedding(a.quality)]
         if not wanted:
             return analyses
         started = time.perf_counter()
@@ -246,6 +276,12 @@ class FaceAnalyzer:
             timings = {**analyses[i].timings_ms, "embed": per_face_ms}
             out[i] = replace(analyses[i], embedding=vectors[row], timings_ms=timings)
         return out
+
+
+    def _wants_embedding(self, report: QualityReport) -> bool:
+        if report.ok or self.config.embed_poor_quality:
+            return True
+        return self.config.embed_turned and report.reasons == ("turned",)
 
 
 def _check_purpose(purpose: str) -> None:

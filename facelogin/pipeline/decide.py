@@ -60,6 +60,7 @@ __all__ = [
     "decide_attempt",
     "frame_gate",
     "holdout_metrics",
+    "similarity_to",
     "train_model",
     "vote_analyses",
     "vote_analysis",
@@ -217,6 +218,13 @@ def vote_frames(model: TrainedModel, embeddings: np.ndarray) -> list[FrameVote]:
             )
         )
     return votes
+
+
+def similarity_to(model: TrainedModel, embedding: np.ndarray, label: str) -> float:
+    """The embedding's similarity to one student's enrolled photos (-inf when the student has none)."""
+    if label not in model.gallery:
+        return float("-inf")
+    return float(model.gallery.score(normalise(np.asarray(embedding)[None, :]), [label])[0])
 
 
 def vote_frame(model: TrainedModel, embedding: np.ndarray | None) -> FrameVote:

@@ -101,3 +101,9 @@ class FrameAnalysis:
     crop: np.ndarray | None = field(default=None, repr=False)  # aligned RGB uint8 160x160x3
     embedding: np.ndarray | None = field(default=None, repr=False)  # float32 (512,), unit norm
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # Login frames with liveness on (facelogin.pipeline.mesh / flash / pad): the face's 468-point mesh in
+    # image pixels (x, y, relative depth), the mean RGB of its skin (for the screen-colour check), and a
+    # presentation-attack detector's score (higher: more likely an attack), each None when not computed.
+    mesh: np.ndarray | None = field(default=None, repr=False)
+    skin_rgb: tuple[float, float, float] | None = None
+    pad_score: float | None = None

@@ -22,6 +22,7 @@ from facelogin.pipeline.decide import POOR_QUALITY
 from facelogin.pipeline.errors import ImageError, PipelineError
 from facelogin.pipeline.liveness import FAILED as LIVENESS_FAILED
 from facelogin.pipeline.liveness import LivenessCheck, random_challenge
+from facelogin.pipeline.pad import pad_verdict
 from facelogin.services import audit, recognition, throttle
 from facelogin.services.tickets import ticket_issue
 
@@ -59,6 +60,8 @@ class FaceAttempt:
     liveness: LivenessCheck | None = None
     confirmed_label: str | None = None  # identity decided; waiting for the liveness challenge
     last_scores: dict = field(default_factory=dict)
+    pad_scores: list[float] = field(default_factory=list)  # this face track's presentation-attack scores
+    first_vote_at: float | None = None  # when a frame first voted for a student (the challenge's clock)
     usable_frames: int = 0  # frames with a face good enough to vote: the page's progress, whoever it is
     server_seconds: float = 0.0  # time its frames spent with the server (queued, analysed)
     waiting_since: float | None = None
@@ -93,7 +96,7 @@ class FaceAttempt:
             return Outcome({"type": "failed", "reason": "unavailable"}, protocol.Close.UNAVAILABLE)
         self.decider = recognition.new_decider(model)
         if self.config["LIVENESS"]:
-            self.liveness = LivenessCheck(random_challenge())
+            self.liveness = LivenessCheck(random_challenge(), recognition.liveness_config())
         return None
 
     def _start_now(self) -> throttle.Verdict:
@@ -117,17 +120,12 @@ class FaceAttempt:
             "max_frames": config["MAX_FRAMES"],
             "deadline_seconds": config["ATTEMPT_SECONDS"],
             "codes": protocol.codes_for_client(),
-            "challenge": self._challenge(),
+            "challenge": self.liveness.first_prompt() if self.liveness is not None else None,
         }
-
-    def _challenge(self) -> dict | None:
-        if self.liveness is None:
-            return None
-        state = self.liveness.state
-        return {"step": state.current_step, "index": state.step_index, "total": len(state.steps)}
 
     # --- frames -------------------------------------------------------------------------------
     async def frame(self, data: bytes) -> Outcome:
+        received_at = time.monotonic()  # the liveness prompts' clock: when the frame reached the server
         if self.seconds_left() <= 0:
             return await self.fail("timeout", protocol.Close.TIMEOUT)
         digest = hashlib.sha256(data).hexdigest()
@@ -164,15 +162,20 @@ class FaceAttempt:
             vote = recognition.frame_vote(model, analysis, claim=self.claim_label)
         if vote.label is not None or not self.last_scores:
             self.last_scores = recognition.vote_scores(vote)
+        if vote.label is not None and self.first_vote_at is None:
+            self.first_vote_at = received_at
         quality_reasons = analysis.quality.reasons if vote.reason == POOR_QUALITY and analysis.quality else ()
         self._count_frame(quality_reasons[0] if quality_reasons else vote.reason)
 
         if self.liveness is not None:
-            if not self.liveness.observe(analysis):
+            if not self.liveness.observe(analysis, received_at):
                 # A new face track: identity evidence from the old one must not carry over.
                 self.decider, self.confirmed_label = recognition.new_decider(model), None
+                self.pad_scores = []
             if self.liveness.state.status == LIVENESS_FAILED:
                 return await self.fail("liveness_failed", protocol.Close.NOT_RECOGNISED)
+            if analysis.pad_score is not None:
+                self.pad_scores.append(analysis.pad_score)
 
         if self.confirmed_label is None:
             decision = self.decider.observe(vote)
@@ -182,8 +185,14 @@ class FaceAttempt:
                 self.confirmed_label = decision.label
         elif recognition.conflicts_with(vote, self.confirmed_label):
             return await self.fail("conflict", protocol.Close.NOT_RECOGNISED)
+        elif self.liveness is not None and not recognition.same_student(model, analysis, self.confirmed_label):
+            # Every frame of the track, turned or not, must still be this student: someone else's head
+            # cannot do the movements for a photo's identity.
+            return await self.fail("liveness_failed", protocol.Close.NOT_RECOGNISED, audit_reason="identity_changed")
 
         if self.confirmed_label is not None and (self.liveness is None or self.liveness.passed):
+            if self.liveness is not None and pad_verdict(self.pad_scores, self.config["PAD_THRESHOLD"]).attack:
+                return await self.fail("liveness_failed", protocol.Close.NOT_RECOGNISED, audit_reason="presentation_attack")
             return await self._accept(self.confirmed_label)
         if self.frames >= self.config["MAX_FRAMES"]:
             reason = "liveness_failed" if self.confirmed_label is not None else "not_recognised"
@@ -222,7 +231,7 @@ class FaceAttempt:
             "face": {"box": [round(v, 1) for v in face.box]} if face is not None else None,
             "guidance": guidance,
             "progress": round(self._progress(), 3),
-            "challenge": self._challenge(),
+            "challenge": self.liveness.prompt() if self.liveness is not None else None,
         }
 
     # --- endings ------------------------------------------------------------------------------
@@ -305,10 +314,21 @@ class FaceAttempt:
             student=student,
             frames=self.frames,
             scores={**self.last_scores, "claimed": self.claim} if self.claim else self.last_scores,
-            challenge=self.liveness.state.report() if self.liveness is not None else {"liveness": "off"},
+            challenge=self._challenge_report(),
             seconds=time.monotonic() - self.started,
             frame_reasons=self.frame_reasons,
         )
+
+
+    def _challenge_report(self) -> dict:
+        if self.liveness is None:
+            return {"liveness": "off"}
+        report = self.liveness.state.report()
+        passed_at = self.liveness.state.passed_at
+        if passed_at is not None and self.first_vote_at is not None:
+            # From the first frame recognised as a student to the challenge passed (bench.attacks' figure).
+            report["recognised_to_passed_s"] = round(max(0.0, passed_at - self.first_vote_at), 2)
+        return report
 
 
 def _claimed_label(student_number: str) -> str:

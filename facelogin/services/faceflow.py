@@ -10,6 +10,7 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
 from facelogin import protocol
+from facelogin.services.devices import browser_may_be_known
 
 # Verify mode: the student number the person typed, read by the websocket from the session.
 CLAIM_SESSION_KEY = "face_claim"
@@ -43,11 +44,10 @@ def _page_messages(language: str | None) -> dict[str, str]:
         protocol.Guidance.HOLD_STILL: _("Hold still."),
         protocol.Guidance.LOOK_AT_CAMERA: _("Look straight at the camera."),
         protocol.Guidance.SEVERAL_FACES: _("More than one face is visible. Only you should be in view."),
-        "challenge_turn_left": _("Turn your head to your left"),
-        "challenge_turn_right": _("Turn your head to your right"),
-        "challenge_move_closer": _("Move closer to the camera"),
-        "challenge_move_back": _("Move back a little"),
-        "challenge_center": _("Look straight at the camera"),
+        "challenge_turn_left": _("Turn your head slowly to your left"),
+        "challenge_turn_right": _("Turn your head slowly to your right"),
+        "challenge_look": _("Look straight at the camera"),
+        "challenge_hold": _("Good. Hold your head there…"),
         "success": _("Recognised. Signing you in…"),
         "not_recognised": _("We could not recognise you. Try again in better light, or sign in with your password."),
         "timeout": _("Time is up before we could recognise you. Try again, or sign in with your password."),
@@ -90,6 +90,10 @@ def face_page_context(request: HttpRequest) -> dict:
         "next": safe_next(request, request.GET.get("next")),
         "messages_for_js": face_page_messages(),
         "liveness_off": not settings.FACELOGIN.get("LIVENESS", True),
+        "flash": settings.FACELOGIN.get("LIVENESS", True) and settings.FACELOGIN.get("LIVENESS_FLASH", True),
+        # FACELOGIN_DEVICE_POLICY=known on a browser no student has remembered and not a kiosk: say in
+        # advance that the face will be followed by the password.
+        "password_after_face": not browser_may_be_known(request),
         "verify": verify,
         "claim": claim,
         "claim_needed": verify and not claim,

@@ -51,7 +51,51 @@ def analyzer_config():
         decode=DecodeLimits(max_bytes=config["MAX_UPLOAD_BYTES"], max_pixels=config["MAX_PIXELS"]),
         login_decode=DecodeLimits.login_frame(max_bytes=config["MAX_FRAME_BYTES"], max_side=config["MAX_FRAME_SIDE"]),
         login_detect_side=config["LOGIN_DETECT_SIDE"] or None,
+        embed_turned=config["LIVENESS"],
     )
+
+
+def face_mesher():
+    """The dense-landmark model the liveness check needs (None with liveness off)."""
+    from facelogin.pipeline.mesh import FaceMesher, MeshConfig
+
+    config = face_settings()
+    if not config["LIVENESS"]:
+        return None
+    path = config["MESH_MODEL_PATH"]
+    return FaceMesher(MeshConfig(model_path=Path(path) if path else None, threads=config["TORCH_THREADS"]))
+
+
+def pad_detector():
+    """The plugged-in presentation-attack detector (FACELOGIN_PAD_DETECTOR="module:factory"), or None."""
+    import importlib
+
+    spec = face_settings()["PAD_DETECTOR"]
+    if not spec:
+        return None
+    module_name, _, factory_name = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), factory_name or "detector")
+        detector = factory()
+    except Exception as exc:  # noqa: BLE001 - an operator's typo must say what is wrong, then stop face sign-in
+        raise ModelUnavailable(f"FACELOGIN_PAD_DETECTOR={spec!r} cannot be loaded: {exc}", reason="pad_missing") from exc
+    from facelogin.pipeline.pad import PresentationAttackDetector
+
+    if not isinstance(detector, PresentationAttackDetector):
+        raise ModelUnavailable(f"FACELOGIN_PAD_DETECTOR={spec!r} has no score(image, face) method", reason="pad_invalid")
+    return detector
+
+
+def liveness_config():
+    """The challenge's rules: the pipeline's measured defaults, with the deployment's switches."""
+    from dataclasses import replace
+
+    from facelogin.pipeline.liveness import LivenessConfig
+
+    config = LivenessConfig()
+    if not face_settings()["LIVENESS_FLASH"]:
+        config = replace(config, flash=None)
+    return config
 
 
 class Engine:
@@ -74,7 +118,7 @@ class Engine:
         threadpool_limits(limits=config["TORCH_THREADS"])
         self.model_name = config["MODEL"]
         embedder = get_embedder(prepare_embedding_weights(), threads=config["TORCH_THREADS"], backend=config["EMBEDDER"])
-        self.analyzer = FaceAnalyzer(analyzer_config(), embedder)
+        self.analyzer = FaceAnalyzer(analyzer_config(), embedder, mesher=face_mesher(), pad=pad_detector())
         self.batcher = FrameBatcher(self.recognise_batch, threads=config["RECOGNITION_THREADS"], max_waiting=config["FRAME_QUEUE"])
         self._model = None
         self._version_id: int | None = None
@@ -184,6 +228,18 @@ def new_decider(model):
     return AttemptDecider(
         replace(model.config, min_frames=min_frames, max_frames=max(min_frames, config["MAX_FRAMES"]), deadline_s=None)
     )
+
+
+def same_student(model, analysis, label: str) -> bool:
+    """Is this frame's face (if it has an embedding) still the student ``label``, within the liveness
+    identity margin below the threshold? A turned head scores lower than a frontal one; another person
+    far lower."""
+    from facelogin.pipeline.decide import similarity_to
+
+    if analysis.embedding is None:
+        return True
+    floor = model.threshold - face_settings()["LIVENESS_IDENTITY_MARGIN"]
+    return similarity_to(model, analysis.embedding, label) >= floor
 
 
 def conflicts_with(vote, label: str) -> bool:

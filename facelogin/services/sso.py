@@ -468,35 +468,22 @@ def discovery_extras() -> dict:
     }
 
 
-CAMPUS_ORIGINS_CACHE_KEY = "facelogin:sso:campus-origins"
-
-
 def campus_app_origins() -> list[str]:
-    """scheme://host[:port] of every registered campus app's redirect URIs (cached; cleared when an app
-    changes). A form on a portal page may end, through a redirect, at one of them: the Content-Security-
-    Policy's form-action must allow them (facelogin.middleware)."""
+    """scheme://host[:port] of every registered campus app's redirect URIs. A form on a portal page may
+    end, through a redirect, at one of them: the Content-Security-Policy's form-action must allow them
+    (facelogin.middleware). Read per page, not cached: an app registered by another process (a worker,
+    a management command, another daphne) must count at once, and the table holds a few dozen rows."""
     from urllib.parse import urlsplit
 
-    from django.core.cache import cache
     from oauth2_provider.models import get_application_model
 
-    origins = cache.get(CAMPUS_ORIGINS_CACHE_KEY)
-    if origins is None:
-        found = set()
-        for uris in get_application_model().objects.values_list("redirect_uris", flat=True):
-            for uri in (uris or "").split():
-                parts = urlsplit(uri)
-                if parts.scheme in ("http", "https") and parts.netloc:
-                    found.add(f"{parts.scheme}://{parts.netloc}")
-        origins = sorted(found)
-        cache.set(CAMPUS_ORIGINS_CACHE_KEY, origins, 300)
-    return origins
-
-
-def campus_app_origins_forget() -> None:
-    from django.core.cache import cache
-
-    cache.delete(CAMPUS_ORIGINS_CACHE_KEY)
+    found = set()
+    for uris in get_application_model().objects.values_list("redirect_uris", flat=True):
+        for uri in (uris or "").split():
+            parts = urlsplit(uri)
+            if parts.scheme in ("http", "https") and parts.netloc:
+                found.add(f"{parts.scheme}://{parts.netloc}")
+    return sorted(found)
 
 
 def sso_purge_expired(*, older_than_days: int) -> int:

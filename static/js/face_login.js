@@ -11,10 +11,16 @@ const startButton = document.getElementById("face-start");
 const retryButton = document.getElementById("face-retry");
 const challengeBox = document.getElementById("face-challenge");
 const completeForm = document.getElementById("face-complete");
+const flashLayer = document.getElementById("face-flash");
+const cameraBox = video.closest(".camera");
 
 const MAX_SIDE = 640; // long side of a sent frame, in pixels
 const ANSWER_WINDOW_MS = 1500; // send anyway if the server has not answered within this long
-const CHALLENGE_ARROWS = { turn_left: "←", turn_right: "→", move_closer: "⤢", move_back: "⤡", center: "◎" };
+const CHALLENGE_ARROWS = { turn_left: "←", turn_right: "→", look: "◎", hold: "✓" };
+// Liveness colours: the server names the colour each next frame must be lit by; the camera needs a moment
+// to see a new colour, so the next frame waits this long after a change (facelogin/pipeline/flash.py).
+const FLASH_SETTLE_MS = 90;
+const FACE_SEEN = new Set(["face_found", "look_at_camera", "hold_still"]);
 
 let stream = null;
 let socket = null;
@@ -23,7 +29,21 @@ let awaitingAnswer = false;
 let lastSentAt = 0;
 let finished = false;
 let captureTimer = null;
+let flashColour = "";
+let flashChangedAt = 0;
 const capture = document.createElement("canvas");
+
+function showFlash(colour) {
+  const value = colour ? `rgb(${colour.map((v) => Number(v) | 0).join(",")})` : "";
+  if (value === flashColour) return;
+  flashColour = value;
+  flashChangedAt = performance.now();
+  if (flashLayer) flashLayer.style.backgroundColor = value;
+  if (cameraBox) {
+    cameraBox.classList.toggle("lit", Boolean(value));
+    cameraBox.style.outlineColor = value;
+  }
+}
 
 function say(text, tone = "") {
   statusLine.textContent = text;
@@ -33,6 +53,7 @@ function say(text, tone = "") {
 function fail(key, extra = {}) {
   finished = true;
   stopCapture();
+  showFlash(null);
   let text = messages[key] || messages.server_error;
   if (extra.seconds !== undefined) text = text.replace("{seconds}", extra.seconds);
   say(text, "error");
@@ -89,6 +110,8 @@ function drawFace(answer) {
 }
 
 function showChallenge(challenge) {
+  showFlash(challenge && challenge.flash);
+  challengeBox.dataset.step = (challenge && challenge.step) || "";
   if (!challenge || !challenge.step) {
     challengeBox.hidden = true;
     return;
@@ -102,6 +125,8 @@ function sendFrame() {
   if (finished || !socket || socket.readyState !== WebSocket.OPEN || video.readyState < 2) return;
   // Backpressure: one frame in flight, unless the server has been silent for a while.
   if (awaitingAnswer && performance.now() - lastSentAt < ANSWER_WINDOW_MS) return;
+  // A new liveness colour must be on the face before the frame that answers it is taken.
+  if (flashColour && performance.now() - flashChangedAt < FLASH_SETTLE_MS) return;
   const scale = Math.min(1, MAX_SIDE / Math.max(video.videoWidth, video.videoHeight));
   capture.width = Math.round(video.videoWidth * scale);
   capture.height = Math.round(video.videoHeight * scale);
@@ -133,8 +158,9 @@ function handleAnswer(answer) {
       drawFace(answer);
       showChallenge(answer.challenge);
       progress.value = Math.round(100 * (answer.progress || 0));
-      if (answer.guidance === "face_found" && answer.challenge && answer.challenge.step) {
-        // The face is fine: what the person should do now is the challenge's movement.
+      if (FACE_SEEN.has(answer.guidance) && answer.challenge && answer.challenge.step) {
+        // The face is in view (turned, if the challenge asked for it): what the person should do now is
+        // the challenge's movement.
         say(messages[`challenge_${answer.challenge.step}`] || messages.look, "ok");
       } else {
         say(messages[answer.guidance] || messages.look, answer.guidance === "face_found" ? "ok" : "warn");
@@ -151,6 +177,7 @@ function handleAnswer(answer) {
     case "success":
       finished = true;
       stopCamera();
+      showFlash(null);
       progress.value = 100;
       challengeBox.hidden = true;
       say(messages.success, "ok");

@@ -167,9 +167,14 @@ def live_portal(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> It
 
 
 # The same portal as ``live_portal`` (same students, photos and thresholds) with the liveness challenge
-# on, as production runs it. The other settings stay LIVE_SETTINGS': 15 frames end a still photo's
-# attempt in a few seconds, long before the challenge's own time limit (7 s a step, not a setting).
-LIVENESS_SETTINGS = {"FACELOGIN_LIVENESS": "1"}
+# on and device binding as production has them: two turns and the screen's colours take 20-30 frames.
+LIVENESS_SETTINGS = {
+    "FACELOGIN_LIVENESS": "1",
+    "FACELOGIN_LIVENESS_FLASH": "1",
+    "FACELOGIN_DEVICE_POLICY": "known",
+    "FACELOGIN_MAX_FRAMES": "60",
+    "FACELOGIN_ATTEMPT_SECONDS": "30",
+}
 
 
 @pytest.fixture(scope="session")

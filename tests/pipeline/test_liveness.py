@@ -1,137 +1,305 @@
-"""The liveness state machine on landmark geometry (real-image sequences: tests/web/test_liveness_frames.py)."""
+"""The liveness judgement, rule by rule: a real face mesh (MediaPipe's, from a real photo) moved in 3-D or as a
+flat picture, on a clock the test drives. Whole sign-ins with rendered heads are in tests/web/test_consumer.py
+and bench.attacks."""
 
 from __future__ import annotations
 
+import math
 import random
 
 import numpy as np
 import pytest
 
-from facelogin.pipeline import liveness
-from facelogin.pipeline.types import Detection, Face, FrameAnalysis
+from facelogin.pipeline import flash, headpose, liveness
+from facelogin.pipeline.flash import PALETTE, FlashConfig, FlashSchedule
+from facelogin.pipeline.liveness import LivenessCheck, LivenessConfig
+from facelogin.pipeline.mesh import FaceMesher, packaged_model_path
+from facelogin.pipeline.types import Detection, Face, FrameAnalysis, Pose, QualityReport
+from tests.conftest import FACES
+
+FRONTAL = FACES / "johns" / "John_Schneider" / "000329_00925859.jpg"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
+@pytest.fixture(scope="module")
+def face_mesh() -> np.ndarray:
+    """A real face's 468 points (x, y, depth) on a 640x480 webcam canvas."""
+    from facelogin.pipeline.detect import FaceDetector
+    from tests.faces import webcam_frame
+    import io
 
-    def __call__(self) -> float:
-        return self.now
+    from PIL import Image
 
-
-def _frame(*, yaw_offset: float = 0.0, width: float = 200.0, x: float = 320.0, embedding=None, faces: int = 1) -> FrameAnalysis:
-    """A face whose nose sits ``yaw_offset`` inter-eye distances right of the eyes' midpoint."""
-    eye = width * 0.4
-    top = 140.0
-    left_eye, right_eye = (x - eye / 2, top + 60), (x + eye / 2, top + 60)
-    nose = (x + yaw_offset * eye, top + 100)
-    mouth = ((x - eye / 3, top + 140), (x + eye / 3, top + 140))
-    face = Face(box=(x - width / 2, top, x + width / 2, top + width * 1.2), probability=0.99, landmarks=(left_eye, right_eye, nose, *mouth))
-    detection = Detection(faces=(face,) * faces, image_size=(640, 480))
-    if embedding is None:
-        embedding = np.ones(512, dtype=np.float32) / np.sqrt(512)
-    return FrameAnalysis(detection=detection, face=face, quality=None, embedding=embedding)
+    image = np.asarray(Image.open(io.BytesIO(webcam_frame(FRONTAL, face_height=300))).convert("RGB"))
+    face = FaceDetector().detect(image).largest
+    mesh = FaceMesher().mesh(image, face)
+    assert mesh is not None and mesh.shape == (468, 3)
+    return mesh
 
 
-def _run(check, frames, clock, step=0.2):
-    for frame in frames:
-        clock.now += step
-        check.observe(frame)
-    return check.state
+def turned(mesh: np.ndarray, yaw: float, *, shift=(0.0, 0.0)) -> np.ndarray:
+    """The mesh as a head turned by ``yaw`` degrees about a vertical axis behind the face."""
+    points = mesh.astype(np.float64).copy()
+    width = np.ptp(points[:, 0])
+    cx, cz = points[:, 0].mean(), points[:, 2].mean() + 0.55 * width
+    a = math.radians(yaw)
+    x, z = points[:, 0] - cx, points[:, 2] - cz
+    points[:, 0] = x * math.cos(a) - z * math.sin(a) + cx + shift[0]
+    points[:, 2] = x * math.sin(a) + z * math.cos(a) + cz
+    points[:, 1] += shift[1]
+    return points.astype(np.float32)
 
 
-def test_a_challenge_always_holds_a_turn_and_distinct_steps():
-    for seed in range(200):
-        steps = liveness.random_challenge(random.Random(seed))
-        assert len(steps) == 2 and len(set(steps)) == 2
-        assert set(steps) & set(liveness.TURNS)
+def flat(mesh: np.ndarray, degrees: float) -> np.ndarray:
+    """The mesh as a flat picture of the face turned about its vertical axis (a homography; depth dropped)."""
+    points = mesh.astype(np.float64).copy()
+    cx = points[:, 0].mean()
+    a, focal = math.radians(degrees), 700.0
+    dx = points[:, 0] - cx
+    depth = focal + dx * math.sin(a)
+    points[:, 0] = cx + focal * dx * math.cos(a) / depth
+    points[:, 1] = points[:, 1].mean() + focal * (points[:, 1] - points[:, 1].mean()) / depth
+    return points.astype(np.float32)
 
 
-def test_a_still_face_never_passes():
-    clock = Clock()
-    check = liveness.LivenessCheck(("turn_left", "turn_right"), clock=clock)
-    state = _run(check, [_frame()] * 100, clock)
-    assert state.status == "failed" and state.reason == "timeout"
+EMBEDDING = np.ones(512, dtype=np.float32) / np.sqrt(512)
 
 
-def test_turning_left_then_right_passes():
-    clock = Clock()
-    check = liveness.LivenessCheck(("turn_left", "turn_right"), clock=clock)
-    frames = [_frame(), _frame(yaw_offset=0.15), _frame(yaw_offset=0.4), _frame(), _frame(yaw_offset=-0.4)]
-    assert _run(check, frames, clock).status == "passed"
+def frame(mesh: np.ndarray, *, skin=(150.0, 110.0, 90.0), embedding=EMBEDDING, faces: int = 1, mtcnn_yaw: float = 0.0) -> FrameAnalysis:
+    x1, y1 = float(mesh[:, 0].min()), float(mesh[:, 1].min())
+    x2, y2 = float(mesh[:, 0].max()), float(mesh[:, 1].max())
+    eye = (x2 - x1) * 0.3
+    face = Face(box=(x1, y1, x2, y2), probability=0.99, landmarks=(((x1 + x2) / 2 - eye, y1 + 40), ((x1 + x2) / 2 + eye, y1 + 40), ((x1 + x2) / 2, y1 + 80), (x1 + 30, y2 - 30), (x2 - 30, y2 - 30)))
+    quality = QualityReport(face_px=x2 - x1, brightness=120.0, sharpness=100.0, pose=Pose(yaw=mtcnn_yaw, pitch=0.0, roll=0.0))
+    return FrameAnalysis(detection=Detection(faces=(face,) * faces, image_size=(640, 480)), face=face, quality=quality, embedding=embedding, mesh=mesh, skin_rgb=skin)
 
 
-def test_a_movement_that_was_not_asked_for_fails_the_challenge():
-    """A recording of every movement, or a picture swapped for its mirror image, shows turns nobody asked for."""
-    clock = Clock()
-    check = liveness.LivenessCheck(("turn_left", "turn_right"), clock=clock)
-    state = _run(check, [_frame(), _frame(yaw_offset=-0.4), _frame()], clock)
-    assert state.status == "failed" and state.reason == "wrong_movement" and state.step_index == 0
-    clock = Clock()
-    check = liveness.LivenessCheck(("move_closer", "turn_left"), clock=clock)
-    assert _run(check, [_frame(), _frame(yaw_offset=0.4)], clock).reason == "wrong_movement"
-    # Still turned from the step just done is not a wrong movement: the next step may begin from there.
-    clock = Clock()
-    check = liveness.LivenessCheck(("turn_right", "turn_left"), clock=clock)
-    frames = [_frame(), _frame(yaw_offset=-0.4), _frame(yaw_offset=-0.4), _frame(), _frame(yaw_offset=0.4)]
-    assert _run(check, frames, clock).status == "passed"
+class Screen:
+    """A face in front of the page: it reflects the colour the last answer asked for."""
+
+    def __init__(self, strength: float = 0.15) -> None:
+        self.strength = strength
+        self.colour: tuple[int, int, int] | None = None
+
+    def skin(self, base=(150.0, 110.0, 90.0)) -> tuple[float, float, float]:
+        if self.colour is None:
+            return base
+        light = flash.linear(self.colour)
+        mean = np.mean([flash.linear(c) for c in PALETTE], axis=0)
+        gain = ((1 + self.strength * light) / (1 + self.strength * mean)) ** (1 / 2.2)
+        return tuple(float(v) for v in np.asarray(base) * gain)
 
 
-def test_a_photo_and_its_mirror_image_cannot_make_a_turn():
-    """The baseline must be nearly frontal, so yaw b and its mirror -b differ by less than a turn."""
-    clock = Clock()
-    check = liveness.LivenessCheck(("turn_right", "move_closer"), clock=clock)
-    slightly_turned = 0.1  # yaw ~ +11 on the landmark scale: frontal enough to the eye, not to the check
-    state = _run(check, [_frame(yaw_offset=slightly_turned), _frame(yaw_offset=-slightly_turned)] * 5, clock)
-    assert state.baseline_yaw is None and state.step_index == 0 and state.status == "pending"
-    clock = Clock()
-    check = liveness.LivenessCheck(("turn_right", "move_closer"), clock=clock)
-    barely = 0.055  # yaw ~ +6: inside the frontal band, but its mirror (~ -6) is not a whole turn away
-    state = _run(check, [_frame(yaw_offset=barely), _frame(yaw_offset=-barely)] * 5, clock)
-    assert state.baseline_yaw is not None and state.step_index == 0
+class Session:
+    """Drives a LivenessCheck frame by frame at ``fps`` and answers its prompts like ``follow`` says."""
+
+    def __init__(self, mesh: np.ndarray, *, steps=("turn_left", "turn_right"), config: LivenessConfig | None = None, seed: int = 0, fps: float = 8.0):
+        self.mesh, self.now, self.fps = mesh, 0.0, fps
+        self.check = LivenessCheck(steps, config, clock=lambda: self.now, rng=random.Random(seed))
+        self.screen = Screen()
+        self.prompt = self.check.first_prompt()
+        self.seen_at = 0.0
+
+    def send(self, analysis: FrameAnalysis) -> dict:
+        self.now += 1 / self.fps
+        self.check.observe(analysis, self.now)
+        previous = self.prompt.get("step")
+        self.prompt = self.check.prompt()
+        if self.prompt.get("flash"):
+            self.screen.colour = tuple(self.prompt["flash"])
+        if self.prompt.get("step") != previous:
+            self.seen_at = self.now
+        return self.prompt
+
+    @property
+    def state(self):
+        return self.check.state
+
+    def follow(self, *, reaction: float = 0.35, speed: float = 45.0, amplitude: float = 22.0, frames: int = 80) -> None:
+        """A person: after each prompt a reaction time, then a smooth turn at ``speed`` degrees a second."""
+        yaw, target, start = 0.0, 0.0, None
+        for _ in range(frames):
+            if self.state.status != "pending":
+                return
+            step = self.prompt.get("step")
+            wanted = {"turn_left": amplitude, "turn_right": -amplitude, "look": 0.0}.get(step, target)
+            if wanted != target and (start is None or start < self.seen_at):
+                start = self.seen_at + reaction
+            if start is not None and self.now >= start:
+                target = wanted
+            yaw += max(-speed / self.fps, min(speed / self.fps, target - yaw))
+            self.send(frame(turned(self.mesh, yaw), skin=self.screen.skin()))
 
 
-def test_moving_closer_and_back_are_measured_from_the_face_width():
-    clock = Clock()
-    check = liveness.LivenessCheck(("move_closer", "turn_right"), clock=clock)
-    frames = [_frame(width=200), _frame(width=230), _frame(width=260), _frame(width=260, yaw_offset=-0.4)]
-    assert _run(check, frames, clock).status == "passed"
-    clock = Clock()
-    check = liveness.LivenessCheck(("move_back", "turn_left"), clock=clock)
-    frames = [_frame(width=200), _frame(width=180), _frame(width=160), _frame(width=160, yaw_offset=0.4)]
-    assert _run(check, frames, clock).status == "passed"
+def test_both_turns_are_always_asked_for_in_a_random_order():
+    seen = {liveness.random_challenge(random.Random(seed)) for seed in range(50)}
+    assert seen == {("turn_left", "turn_right"), ("turn_right", "turn_left")}
 
 
-def test_a_different_person_half_way_breaks_the_track_and_restarts_the_challenge():
-    clock = Clock()
-    me, other = np.zeros(512, np.float32), np.zeros(512, np.float32)
-    me[0], other[1] = 1.0, 1.0
-    check = liveness.LivenessCheck(("turn_left", "turn_right"), clock=clock)
-    state = _run(check, [_frame(embedding=me), _frame(yaw_offset=0.4, embedding=me)], clock)
-    assert state.step_index == 1
-    continued = check.observe(_frame(embedding=other))
-    assert not continued and check.state.step_index == 0 and check.state.track_breaks == 1
+def test_a_person_who_turns_when_asked_passes(face_mesh):
+    session = Session(face_mesh)
+    session.follow()
+    state = session.state
+    assert state.status == "passed", state.report()
+    assert [turn["step"] for turn in state.history] == ["turn_left", "turn_right"]
+    assert all(turn["reaction_s"] >= 0.15 and turn["parallax"] >= 1.6 for turn in state.history)
+    assert state.flash["status"] == "passed" and state.flash["changes"] >= 10
 
 
-def test_a_jumping_face_or_a_second_face_breaks_the_track():
-    clock = Clock()
-    check = liveness.LivenessCheck(("turn_left", "turn_right"), clock=clock)
-    _run(check, [_frame(x=200)], clock)
-    assert check.observe(_frame(x=520)) is False
-    assert check.observe(_frame(x=520, faces=2)) is False
+def test_the_prompts_come_at_random_moments(face_mesh):
+    reveals = set()
+    for seed in range(8):
+        session = Session(face_mesh, seed=seed, fps=20.0)
+        for _ in range(12):
+            session.send(frame(face_mesh, skin=session.screen.skin()))
+            if session.prompt.get("step") == "turn_left":
+                reveals.add(round(session.now, 3))
+                break
+    assert len(reveals) >= 3  # not one fixed moment a recording could be cut to
 
 
-def test_time_lost_to_a_restart_is_not_given_back():
-    clock = Clock()
-    config = liveness.LivenessConfig(seconds_per_step=1.0)
-    check = liveness.LivenessCheck(("turn_left", "turn_right"), config, clock=clock)
-    _run(check, [_frame()], clock)
-    clock.now += 1.5
-    check.observe(_frame(x=600))  # breaks the track
-    _run(check, [_frame(x=600), _frame(x=600, yaw_offset=0.4)], clock, step=0.3)
-    assert check.state.status == "failed" and check.state.reason == "timeout"
+def test_a_still_face_never_passes(face_mesh):
+    session = Session(face_mesh)
+    for _ in range(200):
+        session.send(frame(face_mesh, skin=session.screen.skin()))
+    assert session.state.status == "failed" and session.state.reason == "too_slow"
 
 
-def test_unknown_steps_are_refused():
-    with pytest.raises(ValueError):
-        liveness.LivenessCheck(("jump",))
+def test_a_turn_before_the_prompt_fails(face_mesh):
+    """A recording of every movement turns whenever it was filmed turning, not when asked."""
+    session = Session(face_mesh)
+    session.send(frame(face_mesh))
+    session.send(frame(face_mesh))  # the baseline
+    for yaw in (4, 8, 12, 16, 20):
+        session.send(frame(turned(face_mesh, -yaw)))
+    assert session.state.status == "failed" and session.state.reason == "wrong_movement"
+
+
+def test_a_turn_in_the_first_frame_after_the_prompt_is_anticipation(face_mesh):
+    """The frame that arrives right after the prompt was taken before the person could have seen it."""
+    session = Session(face_mesh)
+    while session.prompt.get("step") not in ("turn_left",):
+        session.send(frame(face_mesh, skin=session.screen.skin()))
+        assert session.now < 5
+    session.send(frame(turned(face_mesh, 10.0)))
+    assert session.state.status == "failed" and session.state.reason == "anticipated"
+
+
+def test_a_jump_faster_than_a_head_turns_fails(face_mesh):
+    """A photo swapped for a strongly turned one on a tablet, between two frames 50 ms apart."""
+    session = Session(face_mesh, fps=20.0)
+    while session.prompt.get("step") != "turn_left":
+        session.send(frame(face_mesh, skin=session.screen.skin()))
+    for _ in range(4):
+        session.send(frame(face_mesh, skin=session.screen.skin()))
+    session.send(frame(turned(face_mesh, 40.0)))
+    assert session.state.status == "failed" and session.state.reason == "jump"
+
+
+def test_a_flat_picture_turned_never_completes_a_turn(face_mesh):
+    """A print turned as far as 60 degrees: its points move as a plane, with no parallax to make a turn."""
+    session = Session(face_mesh)
+    angle = 0.0
+    for _ in range(120):
+        if session.prompt.get("step") == "turn_left":
+            angle = min(60.0, angle + 8.0)
+        session.send(frame(flat(face_mesh, angle), skin=session.screen.skin()))
+        if session.state.status != "pending":
+            break
+    assert session.state.status == "failed" and session.state.step_index == 0
+
+
+def test_the_rigid_and_the_planar_fit_tell_a_head_from_a_picture(face_mesh):
+    head = headpose.motion(face_mesh, turned(face_mesh, 20.0))
+    picture = headpose.motion(face_mesh, flat(face_mesh, 45.0))
+    assert head.yaw > 12 and head.parallax_ratio > 2.0 and head.rigid_residual < 0.02, head
+    assert abs(picture.yaw) < 12 and picture.parallax_ratio < 1.6, picture
+    left, right = headpose.motion(face_mesh, turned(face_mesh, 15.0)), headpose.motion(face_mesh, turned(face_mesh, -15.0))
+    assert left.yaw > 8 and right.yaw < -8  # the sign says which way the head went
+
+
+def test_a_second_face_or_a_jump_aside_after_the_prompt_fails_the_challenge(face_mesh):
+    for breaking in (dict(faces=2), dict(shift=(200.0, 0.0))):
+        session = Session(face_mesh)
+        while session.prompt.get("step") not in ("turn_left",):
+            session.send(frame(face_mesh, skin=session.screen.skin()))
+        mesh = turned(face_mesh, 0.0, shift=breaking.get("shift", (0.0, 0.0)))
+        session.send(frame(mesh, faces=breaking.get("faces", 1)))
+        assert session.state.status == "failed" and session.state.reason == "track_broken", breaking
+
+
+def test_before_any_prompt_a_broken_track_only_starts_again(face_mesh):
+    session = Session(face_mesh)
+    session.send(frame(face_mesh))
+    session.send(frame(face_mesh, faces=2))
+    assert session.state.status == "pending" and session.state.track_breaks == 1
+
+
+def test_someone_else_s_face_breaks_the_track(face_mesh):
+    other = np.zeros(512, dtype=np.float32)
+    other[0] = 1.0  # orthogonal to EMBEDDING: another person
+    session = Session(face_mesh)
+    while session.prompt.get("step") not in ("turn_left",):
+        session.send(frame(face_mesh, skin=session.screen.skin()))
+    session.send(frame(face_mesh, embedding=other))
+    assert session.state.status == "failed" and session.state.reason == "track_broken"
+
+
+def test_a_screen_that_does_not_reflect_the_colours_fails_after_the_turns(face_mesh):
+    """A live 3-D puppet on a tablet: the turns are perfect, the colours do not show on it."""
+    session = Session(face_mesh)
+    session.screen.strength = 0.0  # the tablet glows with its own picture
+    session.follow()
+    assert session.state.status == "failed" and session.state.reason == "no_reflection"
+    assert session.state.step_index == 2  # the geometry passed; the reflection stopped it
+
+
+def test_the_colour_check_ignores_colour_jumps_that_fall_between_changes():
+    """A photo swap or a head turn changes the face's colour too, but not at the colour changes."""
+    schedule = FlashSchedule(FlashConfig(), random.Random(3))
+    screen = Screen()
+    for frame_number in range(40):
+        if frame_number:
+            screen.colour = schedule.colour_for(frame_number - 1)
+        base = (150.0, 110.0, 90.0) if frame_number < 20 else (120.0, 120.0, 130.0)  # a swap at frame 20
+        schedule.record(frame_number, screen.skin(base))
+    verdict = schedule.verdict()
+    assert verdict.status == "passed" and verdict.changes >= 10, verdict
+
+
+def test_a_recording_s_own_colours_do_not_pass_the_colour_check():
+    recorded, shown = FlashSchedule(FlashConfig(), random.Random(1)), FlashSchedule(FlashConfig(), random.Random(2))
+    screen = Screen()
+    for frame_number in range(40):
+        if frame_number:
+            screen.colour = recorded.colour_for(frame_number - 1)
+            shown.colour_for(frame_number - 1)
+        shown.record(frame_number, screen.skin())
+    assert shown.verdict().status == "failed"
+
+
+def test_the_screen_colours_are_equally_bright_and_never_saturated_red():
+    luminance = [float(np.dot([0.2126, 0.7152, 0.0722], flash.linear(c))) for c in PALETTE]
+    assert max(luminance) - min(luminance) < 0.02  # WCAG 2.3.1: a change of colour, not of luminance
+    assert all(not (r > 200 and g < 80 and b < 80) for r, g, b in PALETTE)
+
+
+def test_the_mesh_model_is_the_packaged_file_and_is_checked(tmp_path):
+    from facelogin.pipeline import errors
+    from facelogin.pipeline.mesh import MeshConfig
+
+    assert packaged_model_path() is not None and packaged_model_path().is_file()
+    altered = tmp_path / "face_landmark.tflite"
+    altered.write_bytes(packaged_model_path().read_bytes()[:-1] + b"\0")
+    with pytest.raises(errors.ModelUnavailable) as raised:
+        FaceMesher(MeshConfig(model_path=altered)).load()
+    assert raised.value.details["reason"] == "mesh_hash"
+    with pytest.raises(errors.ModelUnavailable):
+        FaceMesher(MeshConfig(model_path=tmp_path / "missing.tflite")).load()
+
+
+def test_the_mesh_finds_no_face_in_noise(face_mesh):
+    from facelogin.pipeline.types import Face
+
+    noise = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    box = Face(box=(200.0, 120.0, 440.0, 400.0), probability=0.9, landmarks=((270.0, 220.0), (370.0, 220.0), (320.0, 280.0), (280.0, 340.0), (360.0, 340.0)))
+    assert FaceMesher().mesh(noise, box) is None

@@ -326,55 +326,103 @@ async def test_a_student_suspended_after_training_is_not_signed_in(enrolled):
 
 
 # --- liveness -------------------------------------------------------------------------------------
-TURNED_AWAY = faces.JOHNS / "John_Schneider" / "000326_00926128.jpg"  # a real head turn (yaw about -20)
+# A frontal held-out photo of an enrolled student (yaw about 0), lifted to 3-D (bench.head3d) for the head
+# that turns, or printed (bench.actors) for the attacks.
+FRONTAL = faces.JOHNS / "John_Schneider" / "000329_00925859.jpg"
 
 
 @pytest.fixture
 def with_liveness(settings):
-    settings.FACELOGIN = {**settings.FACELOGIN, "LIVENESS": True, "MAX_FRAMES": 20}
+    settings.FACELOGIN = {**settings.FACELOGIN, "LIVENESS": True, "LIVENESS_FLASH": True, "MAX_FRAMES": 60}
 
 
-async def test_a_still_photo_fails_the_liveness_challenge(enrolled, with_liveness):
-    person = faces.JOHNS / "John_Schneider"
-    communicator = await _connect()
+def _actor(kind: str):
+    """A camera in front of the page: the student turning when asked, a print of them, or a 3-D puppet of
+    them shown on a tablet (turns perfectly, glows instead of reflecting the page's colours)."""
+    import random
+
+    from bench.actors import Camera, Print, PuppetActor, StillActor, Student, StudentActor
+    from bench.head3d import Head, load_photo, place
+
+    rng = random.Random(7)
+    camera = Camera(np.random.default_rng(7), reflection=0.15)
+    if kind == "print":
+        return StillActor(Print(FRONTAL, 220, rng), camera)
+    student = Student(Head.from_canvas(place(load_photo(FRONTAL), 220)), rng)
+    student.reaction = lambda: 0.35  # a quick student keeps the test short
+    return StudentActor(student, camera) if kind == "student" else PuppetActor(student, camera)
+
+
+async def _in_front_of_the_page(communicator, actor, *, max_frames: int = 70) -> list[dict]:
+    """The page's loop: a frame after each answer (no faster than the rate cap), and a new screen colour on
+    the face before the next frame is taken."""
+    loop = asyncio.get_running_loop()
     hello = await _receive(communicator)
-    assert hello["challenge"]["step"] in ("turn_left", "turn_right", "move_closer", "move_back")
-    still = faces.held_out_photos(person)[0]
-    answers = []
-    for shift in range(0, 40, 2):  # the same photo, jiggled so the bytes differ (replays count once)
-        await _send_frame(communicator, faces.webcam_frame(still, shift=shift))
-        answers.append(await _receive(communicator))
-        if answers[-1]["type"] != "frame":
+    started, screen, answers = time.monotonic(), None, []
+    actor.observe(hello, 0.0)
+    reply = hello
+    for _ in range(max_frames):
+        colour = (reply.get("challenge") or {}).get("flash")
+        if colour and tuple(colour) != screen:
+            screen = tuple(colour)
+            await asyncio.sleep(0.09)
+        data = await loop.run_in_executor(None, actor.frame, time.monotonic() - started, screen)
+        await _send_frame(communicator, data)
+        reply = await _receive(communicator, timeout=60)
+        actor.observe(reply, time.monotonic() - started)
+        answers.append(reply)
+        if reply["type"] in ("success", "failed", "throttled"):
             break
-    assert answers[-1] == {"type": "failed", "reason": "liveness_failed"}
-    assert not any(a["type"] == "success" for a in answers)
-    attempt = await database_sync_to_async(FaceAttempt.objects.get)()
-    assert attempt.outcome == "failed" and attempt.challenge["status"] == "pending" and attempt.challenge["completed"] == 0
+    return answers
 
 
-async def test_real_frames_that_follow_the_challenge_sign_in(enrolled, with_liveness):
-    person = faces.JOHNS / "John_Schneider"
-    # Held-out photos looking straight at the camera (yaw 0.4, -1.6, -5.3): the first sets the baseline
-    # the turns (TURNED_AWAY: yaw -19.7, mirrored +19.9) are measured from.
-    frontal = [person / name for name in ("000329_00925859.jpg", "000329_00925963.jpg", "000331_00926012.jpg")]
-    assert set(frontal) <= set(faces.held_out_photos(person))
+async def test_a_student_who_turns_when_asked_signs_in(enrolled, with_liveness):
     communicator = await _connect()
-    hello = await _receive(communicator)
-    challenge, answer = hello["challenge"], None
-    for index in range(30):
-        step = challenge["step"] if index >= 4 else None  # look at the camera first, then follow
-        photo = TURNED_AWAY if step in ("turn_left", "turn_right") else frontal[index % len(frontal)]
-        # A camera never sends the same bytes twice (and the server counts repeats once): a pixel a frame.
-        await _send_frame(communicator, faces.challenge_frame(photo, step, shift=index))
-        answer = await _receive(communicator)
-        if answer["type"] != "frame":
-            break
-        challenge = answer["challenge"]
+    answers = await _in_front_of_the_page(communicator, _actor("student"))
     attempt = await database_sync_to_async(FaceAttempt.objects.get)()
-    assert answer["type"] == "success", (answer, attempt.challenge)
-    assert attempt.outcome == "ticket_issued" and attempt.challenge["status"] == "passed"
-    assert attempt.student_id == enrolled[person].pk
+    assert answers[-1]["type"] == "success", (answers[-1], attempt.challenge)
+    steps = [a["challenge"]["step"] for a in answers[:-1]]
+    assert steps[0] == "look" and "turn_left" in steps and "turn_right" in steps  # prompted, not announced
+    assert all(len(a["challenge"]["flash"]) == 3 for a in answers[:-1])  # a colour for the page with every answer
+    challenge = attempt.challenge
+    assert challenge["status"] == "passed" and challenge["completed"] == 2 and challenge["flash"]["status"] == "passed"
+    assert attempt.student_id == enrolled[faces.JOHNS / "John_Schneider"].pk
     assert (await database_sync_to_async(FaceTicket.objects.get)()).scores["liveness"] is True
+
+
+async def test_a_printed_photo_of_the_student_fails_the_challenge(enrolled, with_liveness):
+    communicator = await _connect()
+    answers = await _in_front_of_the_page(communicator, _actor("print"))
+    assert answers[-1] == {"type": "failed", "reason": "liveness_failed"}
+    attempt = await database_sync_to_async(FaceAttempt.objects.get)()
+    assert attempt.outcome == "failed" and attempt.challenge["completed"] == 0, attempt.challenge
+    assert attempt.scores["reason"] == "vote"  # it was recognised as the student: liveness stopped it
+
+
+async def test_a_perfect_head_on_a_screen_fails_on_the_colours(enrolled, with_liveness):
+    """A 3-D puppet of the student on a tablet turns as asked; the page's colours do not show on it."""
+    communicator = await _connect()
+    answers = await _in_front_of_the_page(communicator, _actor("puppet"))
+    assert answers[-1] == {"type": "failed", "reason": "liveness_failed"}
+    challenge = (await database_sync_to_async(FaceAttempt.objects.get)()).challenge
+    assert challenge["completed"] == 2 and challenge["reason"] == "no_reflection", challenge
+
+
+async def test_a_plugged_in_presentation_attack_detector_decides(enrolled, with_liveness):
+    """A licensed PAD model plugged in (FACELOGIN_PAD_DETECTOR) scores every frame: a student who passes the
+    challenge is still refused when the detector says attack."""
+    from tests.pad_plugin import SaturationDetector
+
+    analyzer = engine().analyzer
+    analyzer.pad = SaturationDetector(attack=True)
+    try:
+        communicator = await _connect()
+        answers = await _in_front_of_the_page(communicator, _actor("student"))
+    finally:
+        analyzer.pad = None
+    assert answers[-1] == {"type": "failed", "reason": "liveness_failed"}
+    attempt = await database_sync_to_async(FaceAttempt.objects.get)()
+    assert attempt.reason == "presentation_attack" and attempt.challenge["status"] == "passed"
 
 
 async def test_an_attempt_records_how_long_it_took_and_what_became_of_each_frame(enrolled):

@@ -211,13 +211,14 @@ FAILED_CLOSE = {
     "unavailable": protocol.Close.UNAVAILABLE,
     "no_claim": protocol.Close.NO_CLAIM,
 }
-CHALLENGE_STEPS = {"turn_left", "turn_right", "move_closer", "move_back"}
+CHALLENGE_STEPS = {"look", "hold", "turn_left", "turn_right"}
 
 
 def check_challenge(challenge) -> None:
     if challenge is not None:
-        assert set(challenge) == {"step", "index", "total"}, challenge
+        assert set(challenge) == {"step", "index", "total", "flash"}, challenge
         assert challenge["step"] in CHALLENGE_STEPS and 0 <= challenge["index"] < challenge["total"], challenge
+        assert len(challenge["flash"]) == 3 and all(0 <= v <= 255 for v in challenge["flash"]), challenge
 
 
 def check_reply(reply: dict) -> int | set[int] | None:

@@ -20,7 +20,7 @@ from facelogin.models import Student
 from facelogin.pipeline.errors import ImageError, PipelineError
 from facelogin.pipeline.liveness import FAILED as LIVENESS_FAILED
 from facelogin.pipeline.liveness import LivenessCheck, random_challenge
-from facelogin.services import audit, recognition, throttle
+from facelogin.services import audit, drift, recognition, throttle
 from facelogin.services.tickets import ticket_issue
 
 QUALITY_GUIDANCE = {
@@ -57,6 +57,7 @@ class FaceAttempt:
     liveness: LivenessCheck | None = None
     confirmed_label: str | None = None  # identity decided; waiting for the liveness challenge
     last_scores: dict = field(default_factory=dict)
+    model: object | None = None  # the classifier version that decided the identity
 
     @property
     def config(self) -> dict:
@@ -83,7 +84,7 @@ class FaceAttempt:
             self.finished = True
             await self._audit("unavailable", reason="no_model" if engine is None else "no_classifier")
             return Outcome({"type": "failed", "reason": "unavailable"}, protocol.Close.UNAVAILABLE)
-        self.decider = recognition.new_decider(model)
+        self.decider = recognition.new_decider(model, claim=self.claim_label)
         if self.config["LIVENESS"]:
             self.liveness = LivenessCheck(random_challenge())
         return None
@@ -154,16 +155,19 @@ class FaceAttempt:
         if self.liveness is not None:
             if not self.liveness.observe(analysis):
                 # A new face track: identity evidence from the old one must not carry over.
-                self.decider, self.confirmed_label = recognition.new_decider(model), None
+                self.decider, self.confirmed_label = recognition.new_decider(model, claim=self.claim_label), None
             if self.liveness.state.status == LIVENESS_FAILED:
                 return await self.fail("liveness_failed", protocol.Close.NOT_RECOGNISED)
 
         if self.confirmed_label is None:
-            decision = self.decider.observe(vote)
+            decision = self.decider.observe(vote, analysis)
             if decision.status == "rejected":
                 return await self.fail(decision.reason or "not_recognised", protocol.Close.NOT_RECOGNISED)
             if decision.status == "accepted":
                 self.confirmed_label = decision.label
+                if self.decider.fused_vote is not None:  # the fused track decided: its scores are the sign-in's
+                    self.last_scores = recognition.vote_scores(self.decider.fused_vote)
+                self.model = model
         elif recognition.conflicts_with(vote, self.confirmed_label):
             return await self.fail("conflict", protocol.Close.NOT_RECOGNISED)
 
@@ -219,6 +223,16 @@ class FaceAttempt:
         ticket = ticket_issue(student=student, session_key=self.session_key, scores=self.last_scores)
         self.finished = True
         self._record("ticket_issued", student=student)
+        if self.liveness is not None and self.liveness.passed and self.model is not None:
+            # Appearance drift: the track that decided may become one more template of the student.
+            drift.drift_template_offer(
+                student=student,
+                ticket_id=ticket.ticket_id,
+                embedding=self.decider.track.embedding(),
+                frames=self.decider.track.frames,
+                model=self.model,
+                liveness_passed=True,
+            )
         return Outcome(
             {"type": "success", "ticket": ticket.token, "expires_in": ticket.expires_in}, protocol.Close.NORMAL
         )

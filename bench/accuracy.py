@@ -211,6 +211,7 @@ class Analyzer:
         embedder: str = "torch",
         login_detect_side: int | None = None,
         webcam_face_height: int | None = None,
+        overrides: dict[str, Any] | None = None,
     ) -> None:
         from facelogin.pipeline.analyze import AnalyzerConfig, FaceAnalyzer
         from facelogin.pipeline.embed import get_embedder
@@ -222,7 +223,7 @@ class Analyzer:
             torch.set_num_threads(threads)
         weights = prepare_weights(model, model_dir)
         self.model_name = model
-        self.config = replace(AnalyzerConfig(), embed_poor_quality=True, login_detect_side=login_detect_side)
+        self.config = replace(AnalyzerConfig(), embed_poor_quality=True, login_detect_side=login_detect_side, **(overrides or {}))
         # Login images as a sign-in camera sees them: the photo's face on a 640x480 JPEG frame.
         self.webcam_face_height = webcam_face_height
         if "formats" in getattr(AnalyzerConfig, "__dataclass_fields__", {}):
@@ -584,6 +585,31 @@ def grouped_rates(outcomes: Sequence[Outcome], key: Any) -> dict[str, dict[str, 
     return {k: outcome_rates(v) for k, v in sorted(groups.items())}
 
 
+def analyzer_overrides(items: list[str], parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """``FIELD=VALUE`` pairs for AnalyzerConfig (numbers, ``none``, or ``quality.FIELD`` / ``login_quality.FIELD``
+    for a QualityThresholds field)."""
+    from facelogin.pipeline.analyze import AnalyzerConfig
+
+    out: dict[str, Any] = {}
+    base = AnalyzerConfig()
+    for item in items:
+        name, _, text = item.partition("=")
+        value: Any = None if text.lower() == "none" else float(text)
+        group, _, field_name = name.partition(".")
+        if field_name:
+            current = out.get(group, getattr(base, group, None))
+            if current is None and group == "login_quality":  # login frames start from enrolment's limits
+                current = base.quality
+            if current is None or not hasattr(current, field_name):
+                parser.error(f"--analyzer: no field {name}")
+            out[group] = replace(current, **{field_name: value})
+        elif hasattr(base, name):
+            out[name] = value
+        else:
+            parser.error(f"--analyzer: AnalyzerConfig has no field {name}")
+    return out
+
+
 def decision_config(args: argparse.Namespace) -> DecisionConfig:
     return DecisionConfig(
         min_frames=args.min_frames,
@@ -800,6 +826,10 @@ class Session:
     conditions: Any  # bench.webcam.Conditions
     face_box: tuple[float, float, float, float] | None
     seed: int
+    # The photo's head faces the camera (its pose passes the quality gate). Genuine sessions are made only
+    # of such photos: a live student whose head is turned is asked to look at the camera, which a photo
+    # cannot do. Strangers' sessions use every photo.
+    frontal: bool = True
 
     @property
     def key(self) -> tuple[str, int]:
@@ -843,11 +873,12 @@ def make_session(ident: Identity, photo: Path, number: int, source: Frame | None
 
     rng = np.random.default_rng([live_seed, stable_number(f"{ident.name}/{photo.name}"), number])
     conditions = Conditions.draw(rng, face_heights=(SIZE_BANDS[0][0], SIZE_BANDS[-1][1]))
-    box = None
+    box, frontal = None, True
     if source is not None and source.analysis is not None and source.analysis.face is not None:
         box = tuple(round(float(v), 2) for v in source.analysis.face.box)
+        frontal = source.analysis.quality is None or "turned" not in source.analysis.quality.reasons
     sha = hashlib.sha256(photo.read_bytes()).hexdigest()
-    return Session(ident.name, ident.dataset, photo, sha, number, conditions, box, int(rng.integers(2**63)))  # type: ignore[arg-type]
+    return Session(ident.name, ident.dataset, photo, sha, number, conditions, box, int(rng.integers(2**63)), frontal)  # type: ignore[arg-type]
 
 
 def live_sessions_needed(
@@ -890,13 +921,14 @@ def run_live(
 ) -> dict[str, Any]:
     rng = np.random.default_rng(2_000 + seed)
     F, P = args.live_frames, args.live_pool
-    genuine = [
+    held_out = [
         sessions[(str(photo), k)]
         for ident in enrolled_ids
         if ident.name in enrolled_names
         for photo in ident.images[args.enroll :]
         for k in range(args.live_sessions)
     ]
+    genuine = [s for s in held_out if s.frontal]
     strangers = [sessions[(str(photo), k)] for ident in unknown_ids for photo in ident.images for k in range(args.live_sessions)]
     used = genuine + strangers
     flat: list[Frame] = [f for s in used for f in frames_of[s.key][: P]]
@@ -923,11 +955,15 @@ def run_live(
 
     outcomes = []
     lost: dict[str, int] = {}  # failed genuine sessions by what most of their frames became
+    decide_s, observed = 0.0, 0
     for s, kind, idx in attempts:
         base = offset[s.key]
         frames = [base + i for i in idx]
         decider = AttemptDecider(replace(model.config, max_frames=max(F, model.config.min_frames)), model=model)
+        started = time.perf_counter()
         d = decide_attempt([votes[i] for i in frames], decider, [analyses[i] for i in frames])
+        decide_s += time.perf_counter() - started
+        observed += d.frames
         outcomes.append(Outcome(kind, s.identity, s.dataset, d.accepted, d.label, d.reason, d.frames, s.conditions.light, s.band))
         if kind == "genuine" and not outcomes[-1].signed_in_as_self:
             counts: dict[str, int] = {}
@@ -953,6 +989,9 @@ def run_live(
             "seed": seed,
             "impostor_sessions": len(strangers),
             "genuine_sessions": len(genuine),
+            "genuine_sessions_turned_away": len(held_out) - len(genuine),
+            # The decider's own time per frame it observed (the votes are the batch's: vote_ms_per_frame).
+            "decide_ms_per_frame": 1000 * decide_s / max(1, observed),
             "threshold": model.threshold,
             "by_dataset": grouped_rates(outcomes, lambda o: o.dataset),
             "by_light": grouped_rates(outcomes, lambda o: o.light),
@@ -1154,6 +1193,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="login images become 640x480 webcam JPEG frames with the photo this tall (e.g. 200); default: the photo itself",
     )
+    parser.add_argument(
+        "--analyzer",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="an AnalyzerConfig field for this run (repeatable), e.g. expose_dark_below=0 to measure without it",
+    )
     parser.add_argument("--no-live", dest="live", action="store_false", help="skip the live-session protocol")
     parser.add_argument("--live-sessions", type=int, default=2, help="webcam sessions per photo (default 2)")
     parser.add_argument("--live-frames", type=int, default=12, help="frames a live attempt may use (default 12: 1.2 s)")
@@ -1199,6 +1245,7 @@ def main(argv: list[str] | None = None) -> int:
         embedder=args.embedder,
         login_detect_side=args.login_detect_side or None,
         webcam_face_height=args.webcam_face_height,
+        overrides=analyzer_overrides(args.analyzer, parser),
     )
     # Every image is a login frame in some seed; the first K of each can also be an enrolment photo.
     jobs = [(p, "login") for i in identities for p in i.images]
@@ -1326,10 +1373,13 @@ def main(argv: list[str] | None = None) -> int:
             },
             "impostor_sessions_per_seed": [r["impostor_sessions"] for r in live_seeds],
             "genuine_sessions_per_seed": [r["genuine_sessions"] for r in live_seeds],
+            "genuine_sessions_left_out_head_turned_per_seed": [r["genuine_sessions_turned_away"] for r in live_seeds],
             "rows": live_rows,
             "per_seed": [{k: v for k, v in r.items() if k != "genuine_frame_reasons"} for r in live_seeds],
             "genuine_frame_reasons": frame_reasons,
             "stage_ms": {k: float(np.median(v)) for k, v in sorted(live_stage.items())},
+            "stage_note": "median per frame where the stage ran (expose and brighten run on dark faces only)",
+            "decide_ms_per_frame": _mean([r["decide_ms_per_frame"] for r in live_seeds]),
         }
     print(
         f"\n{summary['identities']} identities, {summary['images']} images, {summary['detect_failures']} without a face, "
@@ -1346,8 +1396,11 @@ def main(argv: list[str] | None = None) -> int:
         ls = summary["live_session"]
         print(
             f"\nlive session: {len(live[0])} sessions x {args.live_pool} frames; an attempt uses {args.live_frames}; "
-            f"impostor sessions per seed {ls['impostor_sessions_per_seed']}; "
-            f"stage ms {json.dumps({k: round(v, 1) for k, v in ls['stage_ms'].items()})}"
+            f"impostor sessions per seed {ls['impostor_sessions_per_seed']}; genuine sessions per seed "
+            f"{ls['genuine_sessions_per_seed']} (left out, the photo's head turned: "
+            f"{ls['genuine_sessions_left_out_head_turned_per_seed']}); "
+            f"stage ms {json.dumps({k: round(v, 1) for k, v in ls['stage_ms'].items()})}; "
+            f"decider {ls['decide_ms_per_frame']:.3f} ms a frame"
         )
         print_rates("", ls["rows"])
         print("failed genuine sessions, by what most of their frames became: " + ", ".join(f"{k} {v}" for k, v in sorted(lost.items(), key=lambda kv: -kv[1])))

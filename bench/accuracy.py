@@ -617,7 +617,6 @@ def decision_config(args: argparse.Namespace) -> DecisionConfig:
         margin=args.margin,
         conflict=args.conflict,
         fusion=args.fusion,
-        fusion_weights=args.fusion_weights,
     )
 
 
@@ -1156,7 +1155,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fusion", choices=FUSIONS, default=DecisionConfig.fusion, help="how an attempt's frames add up (DecisionConfig.fusion)"
     )
-    parser.add_argument("--fusion-weights", choices=("uniform", "quality"), default=DecisionConfig.fusion_weights)
     parser.add_argument("--target-fpir", type=float, default=0.001)
     parser.add_argument(
         "--tail", choices=("gpd", "normal", "max"), default="gpd", help="calibration's tail model (calibrate.method)"

@@ -121,10 +121,11 @@ class DecisionConfig:
     conflict: str = "confident"
     # How an attempt's frames add up (see ``AttemptDecider``): "votes", ``min_frames`` frames each voting
     # for one student at the threshold; "track", the face track's frames fused into one embedding (their
-    # quality-weighted mean) that must vote for the student ``min_frames`` of its frames name as nearest.
-    fusion: str = "votes"
-    # "track": how frames are weighted in the mean ("uniform" or "quality": see ``frame_weight``).
-    fusion_weights: str = "uniform"
+    # mean) that must vote for the student ``min_frames`` of its frames name as nearest.
+    # Measured (bench.accuracy, live sessions): with 5 frames an attempt "track" signed in 0.944 against
+    # 0.937 for "votes", no stranger either way; with 12 frames both 0.958. It decides sooner, for the
+    # cost of one comparison a frame (0.02 ms).
+    fusion: str = "track"
 
     def __post_init__(self) -> None:
         if self.min_frames < 1 or self.max_frames < self.min_frames:
@@ -133,8 +134,6 @@ class DecisionConfig:
             raise ValueError("conflict must be 'votes' or 'confident'")
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}")
-        if self.fusion_weights not in ("uniform", "quality"):
-            raise ValueError("fusion_weights must be 'uniform' or 'quality'")
 
 
 @dataclass(frozen=True)
@@ -318,15 +317,6 @@ def vote_analysis(model: TrainedModel, analysis: FrameAnalysis) -> FrameVote:
 # --- per attempt ---------------------------------------------------------------------------------
 
 
-def frame_weight(analysis: FrameAnalysis) -> float:
-    """How much one good frame counts in a fused track ("quality" weights): bigger and sharper faces
-    more, up to a face of 112 px and a sharpness of 100 (quality.py's units), at least a tenth."""
-    q = analysis.quality
-    if q is None:
-        return 1.0
-    return max(0.1, min(1.0, q.face_px / 112.0) * min(1.0, q.sharpness / 100.0))
-
-
 def same_track(previous: Face, face: Face, *, max_shift: float = 0.5, max_scale: float = 1.4) -> bool:
     """Can ``face`` be the face of ``previous`` one frame later? Its centre moved less than ``max_shift``
     of the face's size and its size changed by less than ``max_scale`` times. At the page's ~10 frames/s a
@@ -381,7 +371,7 @@ class AttemptDecider:
     * "votes": accepted once ``min_frames`` frames voted for one student;
     * "track": the good frames of the current face track (one face, moving as a face moves: see
       ``same_track``; a jump starts a new track and the old one's evidence is dropped) are fused into
-      their weighted mean embedding. Accepted once ``min_frames`` of the track's frames named the same
+      their mean embedding. Accepted once ``min_frames`` of the track's frames named the same
       nearest student AND the fused embedding votes for that student (the open-set gate at the same
       calibrated threshold, classifier and gallery agreeing). Noise, blur and compression move each
       frame's embedding a little in a random direction; their mean moves far less, so a webcam stream
@@ -416,6 +406,7 @@ class AttemptDecider:
         self._claim = claim  # verify mode: (the claimed student, the verification threshold)
         self.track = FaceTrack()
         self.fused_vote: FrameVote | None = None  # the fused track's vote when it decided
+        self._analysed = False
 
     @property
     def decision(self) -> Decision:
@@ -423,7 +414,9 @@ class AttemptDecider:
 
     @property
     def fusing(self) -> bool:
-        return self.config.fusion == "track" and self._model is not None
+        """Deciding on the fused track: configured, with the model, and fed the frames' analyses (a
+        caller that passes votes alone gets votes counted)."""
+        return self.config.fusion == "track" and self._model is not None and self._analysed
 
     def _snapshot(self, status: str, label: str | None = None, reason: str | None = None) -> Decision:
         leading = max(self._votes, key=self._votes.__getitem__) if self._votes else None
@@ -446,6 +439,7 @@ class AttemptDecider:
             self._decision = self._snapshot(REJECTED, reason=self._end_reason(DEADLINE))
             return self._decision
         self._frames += 1
+        self._analysed = self._analysed or analysis is not None
         if vote.label is not None:
             self._votes[vote.label] = self._votes.get(vote.label, 0) + 1
         pointed = (vote.label,) if cfg.conflict == "votes" and vote.label else ()
@@ -481,7 +475,9 @@ class AttemptDecider:
         if not self.track.continues(analysis.face):
             self.new_track()
         self.track.last_face = analysis.face
-        weight = frame_weight(analysis) if self.config.fusion_weights == "quality" else 1.0
+        # Every good frame counts the same: weighting by face size and sharpness measured the same sign-ins
+        # (bench.accuracy's live sessions, 5 and 12 frames an attempt).
+        weight = 1.0
         nearest = self._claim[0] if self._claim is not None else vote.gallery_label
         self.track.add(analysis.embedding, weight, nearest)
         if not self.fusing:

@@ -428,7 +428,9 @@ class AttemptDecider:
         return Decision(status, label, reason, self._frames, votes, conflicts)
 
     def _end_reason(self, default: str) -> str:
-        return default if self._votes or self.track.frames else NOT_RECOGNISED
+        # "not recognised" unless some frame voted for someone: a track whose fused embedding never
+        # reached the threshold recognised nobody either.
+        return default if self._votes else NOT_RECOGNISED
 
     def observe(self, vote: FrameVote, analysis: FrameAnalysis | None = None) -> Decision:
         if self._decision.final:

@@ -8,6 +8,7 @@ pipeline's decision code through ``facelogin.services.recognition``.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from facelogin.pipeline.liveness import FAILED as LIVENESS_FAILED
 from facelogin.pipeline.liveness import LivenessCheck, random_challenge
 from facelogin.services import audit, drift, recognition, throttle
 from facelogin.services.tickets import ticket_issue
+
+logger = logging.getLogger(__name__)
 
 QUALITY_GUIDANCE = {
     "too_small": protocol.Guidance.MOVE_CLOSER,
@@ -225,14 +228,17 @@ class FaceAttempt:
         self._record("ticket_issued", student=student)
         if self.liveness is not None and self.liveness.passed and self.model is not None:
             # Appearance drift: the track that decided may become one more template of the student.
-            drift.drift_template_offer(
-                student=student,
-                ticket_id=ticket.ticket_id,
-                embedding=self.decider.track.embedding(),
-                frames=self.decider.track.frames,
-                model=self.model,
-                liveness_passed=True,
-            )
+            try:
+                drift.drift_template_offer(
+                    student=student,
+                    ticket_id=ticket.ticket_id,
+                    embedding=self.decider.track.embedding(),
+                    frames=self.decider.track.frames,
+                    model=self.model,
+                    liveness_passed=True,
+                )
+            except Exception:  # noqa: BLE001 - learning is a bonus; it must never cost the sign-in
+                logger.exception("face template from sign-in not kept")
         return Outcome(
             {"type": "success", "ticket": ticket.token, "expires_in": ticket.expires_in}, protocol.Close.NORMAL
         )

@@ -697,7 +697,7 @@ def run_seed(
         row.update(
             {
                 "classifier": kind,
-                "rule": f"gate+{config.min_frames}of{args.frames}",
+                "rule": f"gate, {'fused track' if config.fusion == 'track' else 'votes'}, {config.min_frames} of {args.frames}",
                 "rank1_accuracy": float(np.mean([v.classifier_label == t for v, t in g_frames]))
                 if g_frames
                 else float("nan"),
@@ -1038,6 +1038,14 @@ def pooled(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def pooled_groups(per_seed: list[dict[str, Any]], field_name: str) -> dict[str, dict[str, Any]]:
     keys = sorted({k for r in per_seed for k in r.get(field_name, {})})
     return {k: pooled([r[field_name][k] for r in per_seed if k in r.get(field_name, {})]) for k in keys}
+
+
+def print_seeds(seeds: Sequence[int], rows: list[dict[str, Any]], file: Any = sys.stdout) -> None:
+    parts = [
+        f"{seed}: {r['genuine_login_rate']:.4f}, {r['wrong_identity_attempts']} wrong, {r['impostor_accepted']}/{r['impostor_attempts']}"
+        for seed, r in zip(seeds, rows)
+    ]
+    print("per seed (genuine, wrong identity, impostors): " + "; ".join(parts), file=file)
 
 
 def print_rates(title: str, rows: dict[str, dict[str, Any]], file: Any = sys.stdout) -> None:
@@ -1390,6 +1398,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(summary)
     print("\nmany photos (" + (f"webcam frames, face {args.webcam_face_height} px" if args.webcam_face_height else "the photos") + "):")
     print_rates("", photos_rows)
+    print_seeds(seeds, main_seeds)
     if live is not None:
         ls = summary["live_session"]
         print(
@@ -1401,6 +1410,7 @@ def main(argv: list[str] | None = None) -> int:
             f"decider {ls['decide_ms_per_frame']:.3f} ms a frame"
         )
         print_rates("", ls["rows"])
+        print_seeds(seeds, live_seeds)
         print("failed genuine sessions, by what most of their frames became: " + ", ".join(f"{k} {v}" for k, v in sorted(lost.items(), key=lambda kv: -kv[1])))
         print("\ngenuine live frames (first --live-frames of every genuine session), what each became:")
         for group, counts in sorted(ls["genuine_frame_reasons"].items()):

@@ -8,19 +8,31 @@ quality → align → embed), then ``decide.vote_analysis`` and an ``AttemptDeci
 classifier version is made by ``decide.train_model`` on the enrolled images only, exactly as the app
 trains it, so the threshold is calibrated on the enrolled gallery and never sees a test attempt.
 
-Protocol, per seed:
+Two protocols, per seed:
 * each ``--dataset DIR`` holds ``DIR/<identity>/<images>``; a fraction ``--unknown-fraction`` of the
   identities of every dataset (drawn by the seed) is never enrolled, and every ``--unknown DIR`` adds
   identities that never are;
 * an enrolled identity enrols its first ``--enroll`` images (natural file order; images with no face or
-  poor quality are refused, as the enrolment page refuses them); its other images are login frames;
-* genuine attempts: up to ``--genuine-per-identity`` distinct random combinations of up to ``--frames``
-  of an enrolled identity's login frames; impostor attempts: distinct random ``--frames``-combinations
-  of never-enrolled identities' images, at least ``--impostor-attempts`` in all;
+  poor quality are refused, as the enrolment page refuses them); its other images are held out;
+* many photos (the stress test): genuine attempts are up to ``--genuine-per-identity`` distinct random
+  combinations of up to ``--frames`` of an enrolled identity's held-out images (each a different photo;
+  ``--webcam-face-height`` puts each on a 640x480 webcam frame); impostor attempts are distinct ordered
+  ``--frames``-sequences of never-enrolled identities' images, at least ``--impostor-attempts`` a seed;
+* live session (unless ``--no-live``): every held-out photo of an enrolled identity whose head faces the
+  camera becomes ``--live-sessions`` webcam sessions (``bench.webcam``: the page's 640x480 JPEG frames at
+  10 frames/s, the face 100-250 px tall, dim / normal / bright light, noise, blur, sway, roll and scale,
+  drawn per session and the same in every seed); a genuine attempt is a session's first
+  ``--live-frames`` frames in order. Every photo of a never-enrolled identity makes sessions too; an
+  impostor attempt is ``--live-frames`` of a session's ``--live-pool`` frames, in order, some dropped,
+  at least ``--live-impostor-attempts`` a seed (so attempts share sessions: both counts are reported);
 * an attempt is accepted or rejected by the decider after its frames (the client stops sending).
+  Rows per dataset, and for the live sessions per light and face size, find where attempts are lost;
+  the worst seed is shown beside the pooled rate.
 
-Embeddings are cached per image under ``data/bench-cache`` (git-ignored), keyed by the file's sha256,
-the FaceNet model and its weights' hash and the analyzer configuration, so reruns skip the CNNs.
+Embeddings are cached per image under ``data/bench-cache`` (git-ignored), keyed by the file's sha256
+(a live frame: by its session's description), the FaceNet model and its weights' hash and the analyzer
+configuration, so reruns skip the CNNs. Defaults are the live login's (ONNX FaceNet, login frames
+detected at 320 px, one thread); ``--analyzer FIELD=VALUE`` changes one AnalyzerConfig field for a run.
 """
 
 from __future__ import annotations

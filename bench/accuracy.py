@@ -629,6 +629,7 @@ def decision_config(args: argparse.Namespace) -> DecisionConfig:
         margin=args.margin,
         conflict=args.conflict,
         fusion=args.fusion,
+        fusion_votes=args.fusion_votes,
     )
 
 
@@ -1172,6 +1173,9 @@ def main(argv: list[str] | None = None) -> int:
         "--margin", type=float, default=DecisionConfig.margin, help="best - second-best cosine a vote needs"
     )
     parser.add_argument("--conflict", choices=("votes", "confident"), default=DecisionConfig.conflict)
+    parser.add_argument(
+        "--fusion-votes", type=int, default=DecisionConfig.fusion_votes, help="frames of a fused track that must also vote alone"
+    )
     parser.add_argument(
         "--fusion", choices=FUSIONS, default=DecisionConfig.fusion, help="how an attempt's frames add up (DecisionConfig.fusion)"
     )

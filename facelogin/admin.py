@@ -33,6 +33,7 @@ from facelogin.models import (
     BiometricAction,
     CampusApp,
     ClassifierVersion,
+    DriftTemplate,
     EnrolmentPhoto,
     FaceAttempt,
     FaceConsent,
@@ -44,7 +45,7 @@ from facelogin.models import (
     SsoEvent,
     Student,
 )
-from facelogin.services import classifier_figures, consent, dashboard, data_export, devices, enrolment, stranger_risk, training
+from facelogin.services import classifier_figures, consent, dashboard, data_export, devices, drift, enrolment, stranger_risk, training
 from facelogin.services.students import student_create
 
 
@@ -132,10 +133,11 @@ class StudentForm(forms.ModelForm):
 class EnrolmentPhotoInline(admin.TabularInline):
     model = EnrolmentPhoto
     extra = 0
-    can_delete = False
+    can_delete = True  # through enrolment.photos_delete (StudentAdmin.save_formset): audited, then a retrain
     show_change_link = True  # each row's caption (EnrolmentPhoto.__str__) links to the photo's record
-    fields = ["thumbnail", "state_display", "reason_text", "source_name", "created_at"]
+    fields = ["thumbnail", "state_display", "reason_text", "advice_text", "source_name", "created_at"]
     readonly_fields = fields
+    advice: dict = {}  # set per request by StudentAdmin.get_inline_instances
     ordering = ["-created_at"]
     verbose_name_plural = _("Face photos")
 
@@ -157,12 +159,61 @@ class EnrolmentPhotoInline(admin.TabularInline):
     def reason_text(self, photo: EnrolmentPhoto):
         return enrolment.rejection_message(photo.reason) if photo.reason else ""
 
+    @admin.display(description=_("what weakens this photo"))
+    def advice_text(self, photo: EnrolmentPhoto):
+        advice = self.advice.get(photo.pk)
+        if advice is None or not advice.weak:
+            return ""
+        return format_html(
+            '<ul class="photo-advice" data-photo="{}" data-codes="{}">{}</ul>',
+            photo.pk,
+            " ".join(code.partition(":")[0] for code in advice.codes),
+            format_html_join("", "<li>{}</li>", ((m,) for m in advice.messages())),
+        )
+
+
+class DriftTemplateInline(admin.TabularInline):
+    """Templates learnt from the student's own sign-ins: visible, and removable (tick "delete", save)."""
+
+    model = DriftTemplate
+    extra = 0
+    fields = ["created_at", "confirmed_at", "similarity_text", "anchor_text", "other_text"]
+    readonly_fields = fields
+    ordering = ["-created_at"]
+    verbose_name_plural = _("Face templates learnt from sign-ins (never used as enrolment photos)")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description=_("similarity to the student / threshold"))
+    def similarity_text(self, template: DriftTemplate):
+        return f"{template.similarity:.3f} / {template.threshold:.3f}"
+
+    @admin.display(description=_("similarity to the enrolment photos"))
+    def anchor_text(self, template: DriftTemplate):
+        return f"{template.anchor_similarity:.3f}"
+
+    @admin.display(description=_("similarity to the closest other student"))
+    def other_text(self, template: DriftTemplate):
+        return f"{template.other_similarity:.3f}"
+
 
 @admin.action(description=_("Delete face data of the selected students"), permissions=["change"])
 def delete_face_data(modeladmin, request, queryset):
     deleted = enrolment.face_data_delete(students=queryset, actor=request.user)
     modeladmin.message_user(
         request, ngettext("%(n)d photo deleted; retraining.", "%(n)d photos deleted; retraining.", deleted) % {"n": deleted}
+    )
+
+
+@admin.action(description=_("Remove the face templates learnt from the selected students' sign-ins"), permissions=["change"])
+def remove_learnt_templates(modeladmin, request, queryset):
+    count = sum(drift.drift_templates_remove(student=student, actor=request.user, retrain=False) for student in queryset)
+    if count:
+        training.retrain_request(reason="learnt face templates removed (staff)", actor=request.user)
+    modeladmin.message_user(
+        request,
+        ngettext("%(n)d learnt face template removed; retraining.", "%(n)d learnt face templates removed; retraining.", count) % {"n": count},
     )
 
 
@@ -191,8 +242,41 @@ class StudentAdmin(DeploymentWarningsMixin, admin.ModelAdmin):
     list_filter = ["status", ConsentFilter, "department", "face_login_blocked"]
     search_fields = ["student_number", "full_name", "department", "user__email"]
     readonly_fields = ["consent_status", "face_enrolment", "remembered_browsers", "created_at", "updated_at"]
-    inlines = [EnrolmentPhotoInline]
-    actions = [delete_face_data]
+    inlines = [EnrolmentPhotoInline, DriftTemplateInline]
+    actions = [delete_face_data, remove_learnt_templates]
+
+    def get_inline_instances(self, request, obj=None):
+        inlines = super().get_inline_instances(request, obj)  # new instances for every request
+        if obj is None or not obj.drift_templates.exists():  # nothing learnt: no empty section, no form
+            inlines = [inline for inline in inlines if not isinstance(inline, DriftTemplateInline)]
+        for inline in inlines:
+            if isinstance(inline, EnrolmentPhotoInline) and obj is not None:
+                if getattr(request, "_photo_advice", None) is None:  # once per request: it scores the gallery
+                    request._photo_advice = enrolment.template_advice(student=obj)
+                inline.advice = request._photo_advice
+        return inlines
+
+    def save_formset(self, request, form, formset, change):
+        # Both inlines are read-only lists whose only change is "delete": through the services (audited, then a
+        # retrain), never the formset's own delete. The change message reads what a save would have set.
+        if formset.model in (EnrolmentPhoto, DriftTemplate):
+            removed = [f.instance for f in formset.forms if f.instance.pk and formset._should_delete_form(f)]
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], removed
+        if formset.model is EnrolmentPhoto:
+            if removed:
+                count = enrolment.photos_delete(photos=removed, actor=request.user)
+                self.message_user(request, ngettext("%(n)d photo deleted; retraining.", "%(n)d photos deleted; retraining.", count) % {"n": count})
+            return
+        if formset.model is DriftTemplate:
+            if removed:
+                count = drift.drift_templates_remove(templates=removed, actor=request.user)
+                self.message_user(
+                    request,
+                    ngettext("%(n)d learnt face template removed; retraining.", "%(n)d learnt face templates removed; retraining.", count)
+                    % {"n": count},
+                )
+            return
+        super().save_formset(request, form, formset, change)
 
     def get_fields(self, request, obj=None):
         fields = list(StudentForm.Meta.fields)

@@ -163,6 +163,37 @@ class EnrolmentPhoto(models.Model):
         return _("Photo %(id)s") % {"id": self.pk}
 
 
+class DriftTemplate(models.Model):
+    """A face template learnt from one of the student's own face sign-ins (appearance drift).
+
+    Never an anchor: only the registrar's enrolment photos are, and a template is kept only when it is
+    close to them and clearly away from every other student (``facelogin.pipeline.drift``). It joins the
+    gallery once the sign-in completed (its ticket was redeemed). Capped per student, oldest out; all of
+    a student's templates go when they report a face sign-in as not theirs; staff can remove them.
+    """
+
+    student = models.ForeignKey(Student, on_delete=models.CASCADE, related_name="drift_templates")
+    # The sign-in's ticket until it is confirmed (tickets are purged after a day): SET_NULL keeps the row.
+    ticket = models.ForeignKey("FaceTicket", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    embedding = models.BinaryField()  # encrypted float32 x 512
+    model_name = models.CharField(max_length=64)
+    similarity = models.FloatField(_("similarity to the student"))
+    anchor_similarity = models.FloatField(_("similarity to the enrolment photos"))
+    other_similarity = models.FloatField(_("similarity to the closest other student"))
+    threshold = models.FloatField(_("sign-in threshold then"))
+    frames = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(_("learnt at"), auto_now_add=True, db_index=True)
+    confirmed_at = models.DateTimeField(_("sign-in completed at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("learnt face template")
+        verbose_name_plural = _("learnt face templates")
+
+    def __str__(self) -> str:
+        return f"{self.student} {self.created_at:%Y-%m-%d %H:%M}"
+
+
 class ClassifierVersion(models.Model):
     """A trained per-deployment classifier with its calibration; exactly one is active."""
 
@@ -279,6 +310,8 @@ class BiometricAction(models.Model):
         BROWSER_REVOKED = "browser_revoked", _("Remembered browser revoked")
         KIOSK_ADDED = "kiosk_added", _("Kiosk browser registered")
         KIOSK_REVOKED = "kiosk_revoked", _("Kiosk revoked")
+        DRIFT = "drift", _("Face template learnt from a sign-in")
+        DRIFT_REMOVE = "drift_remove", _("Learnt face templates removed")
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     action = models.CharField(max_length=16, choices=Action.choices)

@@ -301,6 +301,9 @@ FACELOGIN = {
     "MAX_THRESHOLD": env_float("FACELOGIN_MAX_THRESHOLD", 1.0),
     "MIN_HOLDOUT_ACCURACY": env_float("FACELOGIN_MIN_HOLDOUT_ACCURACY", 0.9),
     "MIN_FRAMES": env_int("FACELOGIN_MIN_FRAMES", 3, minimum=1),
+    # How an attempt's frames add up (facelogin/pipeline/decide.py, AttemptDecider): "track" fuses the
+    # face track's frames into one embedding; "votes" needs MIN_FRAMES frames voting one by one.
+    "FUSION": env_choice("FACELOGIN_FUSION", "track", ("track", "votes")),
     "MAX_FRAMES": env_int("FACELOGIN_MAX_FRAMES", 60, minimum=1),
     "ATTEMPT_SECONDS": env_int("FACELOGIN_ATTEMPT_SECONDS", 30, minimum=3),
     "MAX_FRAME_BYTES": env_int("FACELOGIN_MAX_FRAME_BYTES", 512 * 1024, minimum=1024),
@@ -360,6 +363,11 @@ FACELOGIN = {
     # A licensed presentation-attack detector, "package.module:factory" (facelogin/pipeline/pad.py).
     "PAD_DETECTOR": env("FACELOGIN_PAD_DETECTOR", ""),
     "PAD_THRESHOLD": env_float("FACELOGIN_PAD_THRESHOLD", 0.5),
+    # Appearance drift (facelogin/services/drift.py): face templates learnt from a student's own sign-ins
+    # that passed liveness, at most this many per student (0: off), taken into the gallery by a retrain
+    # no sooner than DRIFT_RETRAIN_MINUTES after the newest version.
+    "DRIFT_TEMPLATES": env_int("FACELOGIN_DRIFT_TEMPLATES", 5, minimum=0),
+    "DRIFT_RETRAIN_MINUTES": env_int("FACELOGIN_DRIFT_RETRAIN_MINUTES", 60, minimum=0),
     # The version of the consent text students agree to (templates/facelogin/consent_text.html);
     # change it whenever the text changes.
     "CONSENT_VERSION": env("FACELOGIN_CONSENT_VERSION", "2026-1"),

@@ -43,7 +43,7 @@ from .classify import (
     make_classifier,
     normalise,
 )
-from .types import FrameAnalysis
+from .types import Face, FrameAnalysis
 
 __all__ = [
     "ACCEPTED",
@@ -88,6 +88,8 @@ DISAGREE = "disagree"
 LOW_MARGIN = "low_margin"
 LOW_PROBABILITY = "low_probability"
 
+FUSIONS = ("votes", "track")
+
 # The thesis: a softmax MLP over 301 people, sign-in when the top probability exceeds 72.349 % in at
 # least 5 frames.
 THESIS_PROBABILITY = 0.72349
@@ -118,12 +120,28 @@ class DecisionConfig:
     # frame's best student, or its classifier's student, reached the threshold, vote or not). The two
     # measured the same; "confident" is the stricter, so it is the default.
     conflict: str = "confident"
+    # How an attempt's frames add up (see ``AttemptDecider``): "votes", ``min_frames`` frames each voting
+    # for one student at the threshold; "track", the face track's frames fused into one embedding (their
+    # mean) that must vote for the student ``min_frames`` of its frames name as nearest.
+    # Measured (bench.accuracy, 5 seeds): with 5 frames an attempt "track" signed in 0.944 of the live
+    # sessions against 0.937 for "votes"; with 12 frames both 0.958; no stranger either way. It decides
+    # sooner, for the cost of one comparison a frame (0.02 ms).
+    fusion: str = "track"
+    # "track": frames of the track that must also vote for the student on their own. The many-photos
+    # stress test, where an attempt's frames are different photos, showed why: the mean of a stranger's
+    # different photos looks more like "someone" than any of them (8 of 25,000 impostor attempts got in
+    # with 0 at 130 px webcam frames, 3 at 200 px; seed 3: 0.16 %). With 1: none, and the live gain stays
+    # (0.944 at 5 frames). A continuous track of one face is one photo's worth of evidence; this keeps a
+    # fused decision from being more than that.
+    fusion_votes: int = 1
 
     def __post_init__(self) -> None:
         if self.min_frames < 1 or self.max_frames < self.min_frames:
             raise ValueError("need 1 <= min_frames <= max_frames")
         if self.conflict not in ("votes", "confident"):
             raise ValueError("conflict must be 'votes' or 'confident'")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}")
 
 
 @dataclass(frozen=True)
@@ -314,13 +332,85 @@ def vote_analysis(model: TrainedModel, analysis: FrameAnalysis) -> FrameVote:
 # --- per attempt ---------------------------------------------------------------------------------
 
 
+def same_track(previous: Face, face: Face, *, max_shift: float = 0.5, max_scale: float = 1.4) -> bool:
+    """Can ``face`` be the face of ``previous`` one frame later? Its centre moved less than ``max_shift``
+    of the face's size and its size changed by less than ``max_scale`` times. At the page's ~10 frames/s a
+    head moves a few percent of its size a frame; a jump is another face, or a picture swapped in."""
+    size = max(previous.width, previous.height, 1.0)
+    dx, dy = face.center[0] - previous.center[0], face.center[1] - previous.center[1]
+    ratio = max(face.height, 1.0) / max(previous.height, 1.0)
+    return math.hypot(dx, dy) <= max_shift * size and 1 / max_scale <= ratio <= max_scale
+
+
+class FaceTrack:
+    """The good frames of one continuous face track, fused: a weighted sum of their embeddings and the
+    student each frame found nearest."""
+
+    def __init__(self) -> None:
+        self.total: np.ndarray | None = None
+        self.weight = 0.0
+        self.frames = 0
+        self.nearest: dict[str, int] = {}
+        self.last_face: Face | None = None
+
+    def continues(self, face: Face | None) -> bool:
+        return face is None or self.last_face is None or same_track(self.last_face, face)
+
+    def add(self, embedding: np.ndarray, weight: float, nearest: str | None) -> None:
+        vector = np.asarray(embedding, dtype=np.float64) * weight
+        self.total = vector if self.total is None else self.total + vector
+        self.weight += weight
+        self.frames += 1
+        if nearest is not None:
+            self.nearest[nearest] = self.nearest.get(nearest, 0) + 1
+
+    def embedding(self) -> np.ndarray | None:
+        """The fused embedding (unit norm), None before the first good frame."""
+        if self.total is None:
+            return None
+        return normalise(self.total.astype(np.float32))[0]
+
+    def leading(self) -> tuple[str | None, int]:
+        """The student most frames named nearest, and how many did (ties: the latest to get there)."""
+        if not self.nearest:
+            return None, 0
+        label = max(self.nearest, key=self.nearest.__getitem__)
+        return label, self.nearest[label]
+
+
 class AttemptDecider:
     """The state of one sign-in attempt; feed it frame votes until ``observe`` returns a final decision.
+
+    Two ways frames add up (``DecisionConfig.fusion``):
+
+    * "votes": accepted once ``min_frames`` frames voted for one student;
+    * "track": the good frames of the current face track (one face, moving as a face moves: see
+      ``same_track``; a jump starts a new track and the old one's evidence is dropped) are fused into
+      their mean embedding. Accepted once ``min_frames`` of the track's frames named the same
+      nearest student, ``fusion_votes`` of them voted for that student on their own, AND the fused
+      embedding votes for that student (the open-set gate at the same calibrated threshold, classifier
+      and gallery agreeing). Noise, blur and compression move each
+      frame's embedding a little in a random direction; their mean moves far less, so a webcam stream
+      of the student scores close to a clean photo of them. A stranger's stream scores close to a clean
+      photo of the stranger: the threshold is calibrated on clean enrolment photos, exactly that. It
+      needs the frames' analyses and the model (``TrainedModel.decider``); without them it counts votes.
+
+    Either way no frame may point confidently at a different student: any such conflict rejects the
+    attempt at once (two people in turn in front of the camera, or a look-alike, is not a sign-in).
+    Rejected at ``max_frames``, at the deadline, or ("votes") as soon as the frames left cannot reach
+    ``min_frames``.
 
     Not thread-safe: one attempt belongs to one connection.
     """
 
-    def __init__(self, config: DecisionConfig | None = None, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: DecisionConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        model: TrainedModel | None = None,
+        claim: tuple[str, float] | None = None,
+    ) -> None:
         self.config = config or DecisionConfig()
         self._clock = clock
         self._started = clock()
@@ -328,20 +418,37 @@ class AttemptDecider:
         self._votes: dict[str, int] = {}
         self._seen: dict[str, int] = {}  # students pointed at (per config.conflict), frame counts
         self._decision = Decision(PENDING)
+        self._model = model
+        self._claim = claim  # verify mode: (the claimed student, the verification threshold)
+        self.track = FaceTrack()
+        self.fused_vote: FrameVote | None = None  # the fused track's vote when it decided
+        self._analysed = False
 
     @property
     def decision(self) -> Decision:
         return self._decision
 
+    @property
+    def fusing(self) -> bool:
+        """Deciding on the fused track: configured, with the model, and fed the frames' analyses (a
+        caller that passes votes alone gets votes counted)."""
+        return self.config.fusion == "track" and self._model is not None and self._analysed
+
     def _snapshot(self, status: str, label: str | None = None, reason: str | None = None) -> Decision:
         leading = max(self._votes, key=self._votes.__getitem__) if self._votes else None
         conflicts = sum(n for lbl, n in self._seen.items() if lbl != (label or leading))
-        return Decision(status, label, reason, self._frames, dict(self._votes), conflicts)
+        votes = dict(self._votes)
+        if self.fusing:  # progress: how many of the track's frames name the leading student
+            name, count = self.track.leading()
+            votes = {name: count} if name is not None else {}
+        return Decision(status, label, reason, self._frames, votes, conflicts)
 
     def _end_reason(self, default: str) -> str:
+        # "not recognised" unless some frame voted for someone: a track whose fused embedding never
+        # reached the threshold recognised nobody either.
         return default if self._votes else NOT_RECOGNISED
 
-    def observe(self, vote: FrameVote) -> Decision:
+    def observe(self, vote: FrameVote, analysis: FrameAnalysis | None = None) -> Decision:
         if self._decision.final:
             return self._decision
         cfg = self.config
@@ -350,6 +457,7 @@ class AttemptDecider:
             self._decision = self._snapshot(REJECTED, reason=self._end_reason(DEADLINE))
             return self._decision
         self._frames += 1
+        self._analysed = self._analysed or analysis is not None
         if vote.label is not None:
             self._votes[vote.label] = self._votes.get(vote.label, 0) + 1
         pointed = (vote.label,) if cfg.conflict == "votes" and vote.label else ()
@@ -357,18 +465,73 @@ class AttemptDecider:
             pointed = vote.confident + ((vote.label,) if vote.label else ())
         for lbl in dict.fromkeys(pointed):
             self._seen[lbl] = self._seen.get(lbl, 0) + 1
+        fused = self._fuse(vote, analysis) if len(self._seen) <= 1 else None
         if len(self._seen) > 1:
             self._decision = self._snapshot(REJECTED, reason=CONFLICT)
-        elif vote.label is not None and self._votes[vote.label] >= cfg.min_frames:
+        elif fused is not None:
+            self._decision = self._snapshot(ACCEPTED, label=fused)
+        elif not self.fusing and vote.label is not None and self._votes[vote.label] >= cfg.min_frames:
             self._decision = self._snapshot(ACCEPTED, label=vote.label)
         elif self._frames >= cfg.max_frames:
             self._decision = self._snapshot(REJECTED, reason=self._end_reason(MAX_FRAMES))
-        elif max(self._votes.values(), default=0) + (cfg.max_frames - self._frames) < cfg.min_frames:
+        elif not self.fusing and max(self._votes.values(), default=0) + (cfg.max_frames - self._frames) < cfg.min_frames:
             # No student can reach min_frames in the frames left: stop spending CPU on this attempt.
             self._decision = self._snapshot(REJECTED, reason=self._end_reason(MAX_FRAMES))
         else:
             self._decision = self._snapshot(PENDING)
         return self._decision
+
+    def new_track(self) -> None:
+        """Drop the fused evidence (the caller saw the face track end, e.g. the liveness check)."""
+        self.track = FaceTrack()
+
+    def _fuse(self, vote: FrameVote, analysis: FrameAnalysis | None) -> str | None:
+        """Add a good frame to the track (kept in either mode: it is the sign-in's face template, see
+        ``facelogin.pipeline.drift``); when fusing, the student the fused track votes for, if it does now."""
+        if analysis is None or analysis.embedding is None or vote.reason in (NO_FACE, POOR_QUALITY, SEVERAL_FACES):
+            return None
+        if not self.track.continues(analysis.face):
+            self.new_track()
+        self.track.last_face = analysis.face
+        # Every good frame counts the same: weighting by face size and sharpness measured the same sign-ins
+        # (bench.accuracy's live sessions, 5 and 12 frames an attempt).
+        weight = 1.0
+        nearest = self._claim[0] if self._claim is not None else vote.gallery_label
+        self.track.add(analysis.embedding, weight, nearest)
+        if not self.fusing:
+            return None
+        label, count = self.track.leading()
+        if label is None or count < self.config.min_frames or self._votes.get(label, 0) < self.config.fusion_votes:
+            return None
+        fused_vote = self._vote_fused(self.track.embedding(), label)
+        if fused_vote is not None and fused_vote.label == label:
+            self.fused_vote = fused_vote
+            return label
+        return None
+
+    def _vote_fused(self, embedding: np.ndarray, label: str) -> FrameVote | None:
+        model = self._model
+        if self._claim is not None:
+            claimed, threshold = self._claim
+            if claimed not in model.gallery:
+                return None
+            similarity = float(model.gallery.score(embedding[None, :], [claimed])[0])
+            matched = similarity >= threshold
+            return FrameVote(
+                label=claimed if matched else None,
+                reason=VOTE if matched else BELOW_THRESHOLD,
+                classifier_label=claimed,
+                gallery_label=claimed,
+                similarity=similarity,
+                best_similarity=similarity,
+                threshold=threshold,
+                confident=(claimed,) if matched else (),
+            )
+        # The full vote (a gallery search) only once the leading student's score could pass: one
+        # comparison a frame until then, not a search.
+        if float(model.gallery.score(embedding[None, :], [label])[0]) < model.threshold:
+            return None
+        return vote_frames(model, embedding[None, :])[0]
 
     def finish(self) -> Decision:
         """The client stopped sending frames: a pending attempt is rejected."""
@@ -404,7 +567,7 @@ class ThesisRule:
     def decision(self) -> Decision:
         return self._decision
 
-    def observe(self, vote: FrameVote) -> Decision:
+    def observe(self, vote: FrameVote, analysis: FrameAnalysis | None = None) -> Decision:
         if self._decision.final:
             return self._decision
         self._frames += 1
@@ -426,10 +589,16 @@ class ThesisRule:
         return self._decision
 
 
-def decide_attempt(votes: Sequence[FrameVote], rule: AttemptDecider | ThesisRule) -> Decision:
-    """Feed a finished attempt's votes to ``rule`` and close it (what the benchmark does)."""
-    for vote in votes:
-        if rule.observe(vote).final:
+def decide_attempt(
+    votes: Sequence[FrameVote],
+    rule: AttemptDecider | ThesisRule,
+    analyses: Sequence[FrameAnalysis | None] | None = None,
+) -> Decision:
+    """Feed a finished attempt's votes (and their frames' analyses, when known) to ``rule`` and close
+    it (what the benchmark does)."""
+    frames = analyses if analyses is not None else [None] * len(votes)
+    for vote, analysis in zip(votes, frames, strict=True):
+        if rule.observe(vote, analysis).final:
             break
     return rule.finish()
 
@@ -467,7 +636,7 @@ class TrainedModel:
         return self.gallery.labels
 
     def decider(self, *, clock: Callable[[], float] = time.monotonic) -> AttemptDecider:
-        return AttemptDecider(self.config, clock=clock)
+        return AttemptDecider(self.config, clock=clock, model=self)
 
     def vote(self, embedding: np.ndarray | None) -> FrameVote:
         return vote_frame(self, embedding)

@@ -53,6 +53,10 @@ def student_face_data_export(*, student: Student, actor=None) -> bytes:
             }
             for p in photos
         ],
+        "learnt_face_templates": [
+            {"learnt_at": _when(t.created_at), "sign_in_completed_at": _when(t.confirmed_at), "similarity": round(t.similarity, 4)}
+            for t in student.drift_templates.order_by("created_at")
+        ],
         "face_sign_in_attempts": [
             {"at": _when(a.at), "outcome": a.outcome, "reason": a.reason or None, "ip": a.ip, "browser": a.user_agent}
             for a in FaceAttempt.objects.filter(student=student).order_by("at")

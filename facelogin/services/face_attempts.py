@@ -8,6 +8,7 @@ pipeline's decision code through ``facelogin.services.recognition``.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -23,8 +24,10 @@ from facelogin.pipeline.errors import ImageError, PipelineError
 from facelogin.pipeline.liveness import FAILED as LIVENESS_FAILED
 from facelogin.pipeline.liveness import LivenessCheck, random_challenge
 from facelogin.pipeline.pad import pad_verdict
-from facelogin.services import audit, recognition, throttle
+from facelogin.services import audit, drift, recognition, throttle
 from facelogin.services.tickets import ticket_issue
+
+logger = logging.getLogger(__name__)
 
 QUALITY_GUIDANCE = {
     "too_small": protocol.Guidance.MOVE_CLOSER,
@@ -68,6 +71,7 @@ class FaceAttempt:
     # Frames by what became of them (vote reason, or the quality reason of a frame refused for quality):
     # the admin's dashboard reads why attempts failed from these.
     frame_reasons: dict[str, int] = field(default_factory=dict)
+    model: object | None = None  # the classifier version that decided the identity
 
     @property
     def config(self) -> dict:
@@ -94,7 +98,7 @@ class FaceAttempt:
             self.finished = True
             await self._audit("unavailable", reason="no_model" if engine is None else "no_classifier")
             return Outcome({"type": "failed", "reason": "unavailable"}, protocol.Close.UNAVAILABLE)
-        self.decider = recognition.new_decider(model)
+        self.decider = recognition.new_decider(model, claim=self.claim_label)
         if self.config["LIVENESS"]:
             self.liveness = LivenessCheck(random_challenge(), recognition.liveness_config())
         return None
@@ -170,7 +174,7 @@ class FaceAttempt:
         if self.liveness is not None:
             if not self.liveness.observe(analysis, received_at):
                 # A new face track: identity evidence from the old one must not carry over.
-                self.decider, self.confirmed_label = recognition.new_decider(model), None
+                self.decider, self.confirmed_label = recognition.new_decider(model, claim=self.claim_label), None
                 self.pad_scores = []
             if self.liveness.state.status == LIVENESS_FAILED:
                 return await self.fail("liveness_failed", protocol.Close.NOT_RECOGNISED)
@@ -178,11 +182,14 @@ class FaceAttempt:
                 self.pad_scores.append(analysis.pad_score)
 
         if self.confirmed_label is None:
-            decision = self.decider.observe(vote)
+            decision = self.decider.observe(vote, analysis)
             if decision.status == "rejected":
                 return await self.fail(decision.reason or "not_recognised", protocol.Close.NOT_RECOGNISED)
             if decision.status == "accepted":
                 self.confirmed_label = decision.label
+                if self.decider.fused_vote is not None:  # the fused track decided: its scores are the sign-in's
+                    self.last_scores = recognition.vote_scores(self.decider.fused_vote)
+                self.model = model
         elif recognition.conflicts_with(vote, self.confirmed_label):
             return await self.fail("conflict", protocol.Close.NOT_RECOGNISED)
         elif self.liveness is not None and not recognition.same_student(model, analysis, self.confirmed_label):
@@ -252,6 +259,19 @@ class FaceAttempt:
         ticket = ticket_issue(student=student, session_key=self.session_key, scores={**self.last_scores, "liveness": passed})
         self.finished = True
         self._record("ticket_issued", student=student)
+        if self.liveness is not None and self.liveness.passed and self.model is not None:
+            # Appearance drift: the track that decided may become one more template of the student.
+            try:
+                drift.drift_template_offer(
+                    student=student,
+                    ticket_id=ticket.ticket_id,
+                    embedding=self.decider.track.embedding(),
+                    frames=self.decider.track.frames,
+                    model=self.model,
+                    liveness_passed=True,
+                )
+            except Exception:  # noqa: BLE001 - learning is a bonus; it must never cost the sign-in
+                logger.exception("face template from sign-in not kept")
         return Outcome(
             {"type": "success", "ticket": ticket.token, "expires_in": ticket.expires_in}, protocol.Close.NORMAL
         )

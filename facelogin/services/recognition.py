@@ -214,8 +214,9 @@ def warm_up_in_background() -> None:
 
 
 # --- decision (the pipeline's decide module, seen from the services) ---------------------------
-def new_decider(model):
-    """A per-attempt decider: the model's decision rules, with this deployment's frame budget.
+def new_decider(model, *, claim: str | None = None):
+    """A per-attempt decider: the model's decision rules, with this deployment's frame budget and its way
+    of adding frames up (FACELOGIN_FUSION); in verify mode, for the ``claim``ed student only.
 
     The deadline is enforced by the consumer (it also covers a silent client), not by the decider.
     """
@@ -225,9 +226,15 @@ def new_decider(model):
 
     config = face_settings()
     min_frames = config["MIN_FRAMES"]
-    return AttemptDecider(
-        replace(model.config, min_frames=min_frames, max_frames=max(min_frames, config["MAX_FRAMES"]), deadline_s=None)
+    rules = replace(
+        model.config,
+        min_frames=min_frames,
+        max_frames=max(min_frames, config["MAX_FRAMES"]),
+        deadline_s=None,
+        fusion=config["FUSION"],
     )
+    verify = (claim, model.calibration.verification()[0]) if claim is not None else None
+    return AttemptDecider(rules, model=model, claim=verify)
 
 
 def same_student(model, analysis, label: str) -> bool:

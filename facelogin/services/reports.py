@@ -6,6 +6,7 @@ from django.db import transaction
 
 from facelogin.models import BiometricAction, SignIn, Student
 from facelogin.services import audit
+from facelogin.services.drift import drift_templates_remove
 
 
 class ReportRefused(Exception):
@@ -23,4 +24,6 @@ def sign_in_report_not_me(*, student: Student, sign_in_id: int) -> SignIn:
     audit.biometric_action_record(
         action=BiometricAction.Action.REPORT, actor=student.user, student=student, sign_in=sign_in.pk, ip=sign_in.ip
     )
+    # Which face sign-ins were an impostor's cannot be told: no template learnt from any of them stays.
+    drift_templates_remove(student=student, actor=student.user, reason="reported", retrain=False)
     return sign_in

@@ -37,19 +37,20 @@ def session_fingerprint(session_key: str) -> str:
 class IssuedTicket:
     token: str
     expires_in: int
+    ticket_id: int | None = None
 
 
 def ticket_issue(*, student: Student, session_key: str, scores: dict) -> IssuedTicket:
     lifetime = settings.FACELOGIN["TICKET_SECONDS"]
     token = secrets.token_urlsafe(32)
-    FaceTicket.objects.create(
+    row = FaceTicket.objects.create(
         token_hash=_digest(token),
         session_hash=session_fingerprint(session_key),
         student=student,
         expires_at=timezone.now() + timedelta(seconds=lifetime),
         scores=scores,
     )
-    return IssuedTicket(token=token, expires_in=lifetime)
+    return IssuedTicket(token=token, expires_in=lifetime, ticket_id=row.pk)
 
 
 def ticket_redeem(*, token: str, session_key: str | None) -> FaceTicket:
@@ -79,6 +80,9 @@ def ticket_redeem(*, token: str, session_key: str | None) -> FaceTicket:
 
 
 def tickets_purge_expired() -> int:
+    from facelogin.services.drift import drift_templates_confirm
+
+    drift_templates_confirm()  # before the tickets that tell which learnt templates completed are gone
     cutoff = timezone.now() - timedelta(days=1)
     deleted, _ = FaceTicket.objects.filter(expires_at__lt=cutoff).delete()
     return deleted

@@ -110,34 +110,59 @@ def _gallery_photos(*, model_name: str):
 
 
 def gallery_arrays(*, model_name: str, students: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
-    """Every gallery embedding (unsealed) with its student id; only those ``students``' when given."""
+    """Every gallery embedding (unsealed) with its student id; only those ``students``' when given.
+
+    The registrar's accepted photos, then the confirmed face templates learnt from sign-ins
+    (``facelogin.services.drift``) of the same students: extra rows of the student, searched alike.
+    """
+    from facelogin.services.drift import confirmed_templates
+
     rows = _gallery_photos(model_name=model_name)
+    # Only beside the student's own photos: templates never make a student searchable on their own.
+    learnt = confirmed_templates(model_name=model_name).filter(student_id__in=rows.values("student_id"))
     if students is not None:
         rows = rows.filter(student_id__in=[int(s) for s in students])
-    rows = rows.values_list("student_id", "embedding")
+        learnt = learnt.filter(student_id__in=[int(s) for s in students])
     labels, vectors = [], []
-    for student_id, sealed in rows.iterator(chunk_size=2000):
-        labels.append(str(student_id))
-        vectors.append(biometrics.unseal_embedding(sealed))
+    for query in (rows, learnt):
+        for student_id, sealed in query.values_list("student_id", "embedding").iterator(chunk_size=2000):
+            labels.append(str(student_id))
+            vectors.append(biometrics.unseal_embedding(sealed))
     if not vectors:
         return np.zeros((0, 512), dtype=np.float32), []
     return np.stack(vectors).astype(np.float32), labels
 
 
 def gallery_state(*, model_name: str) -> dict[str, tuple[int, datetime]]:
-    """Per gallery student: (photos, newest processing time), without reading any embedding.
+    """Per gallery student: (gallery rows, newest change), without reading any embedding.
 
     Accepted embeddings are written only by photo processing, which stamps ``processed_at``
-    (re-embedding changes ``model_name``: another gallery), so a student whose count and stamps are
-    unchanged since a version was built has the same embeddings in it.
+    (re-embedding changes ``model_name``: another gallery), and learnt templates count from their
+    ``confirmed_at``, so a student whose count and stamps are unchanged since a version was built has the
+    same rows in it.
     """
+    from facelogin.services.drift import confirmed_templates
+
     rows = (
         _gallery_photos(model_name=model_name)
         .order_by()  # no default ordering in the GROUP BY
         .values("student_id")
         .annotate(photos=Count("pk"), newest=Max(Coalesce("processed_at", "created_at")))
     )
-    return {str(r["student_id"]): (r["photos"], r["newest"]) for r in rows}
+    state = {str(r["student_id"]): (r["photos"], r["newest"]) for r in rows}
+    learnt = (
+        confirmed_templates(model_name=model_name)
+        .filter(student__in=gallery_students())
+        .order_by()
+        .values("student_id")
+        .annotate(rows=Count("pk"), newest=Max("confirmed_at"))
+    )
+    for r in learnt:
+        key = str(r["student_id"])
+        if key in state:  # templates of a student without accepted photos are not searched
+            photos, newest = state[key]
+            state[key] = (photos + r["rows"], max(newest, r["newest"]))
+    return state
 
 
 # --- training -----------------------------------------------------------------------------------
@@ -165,6 +190,9 @@ def classifier_train(
             time.sleep(config["TRAINING_PAUSE_SECONDS"])  # lets the crash-recovery test kill a worker here
         update = None
         _stage(version, 10, "reading")
+        from facelogin.services.drift import drift_templates_confirm
+
+        drift_templates_confirm()  # sign-ins completed since: their templates join this version
         if not full:
             try:
                 update = _train_incremental(model_name=model_name)

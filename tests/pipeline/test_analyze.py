@@ -176,14 +176,54 @@ def test_a_dark_frame_is_brightened_retried_and_recognised(analyzer: FaceAnalyze
     reference = analyzer.analyze_image(original).embedding
 
     rescued = analyzer.analyze_bytes(dark)
-    assert "brighten" in rescued.timings_ms
+    assert "brighten" in rescued.timings_ms or "expose" in rescued.timings_ms  # found first, or only once brightened
     assert rescued.quality is not None and rescued.quality.ok
     assert rescued.embedding is not None and float(rescued.embedding @ reference) > 0.75
 
-    plain = FaceAnalyzer(replace(AnalyzerConfig(), brighten_dark=False), counting).analyze_bytes(dark)
+    plain = FaceAnalyzer(replace(AnalyzerConfig(), brighten_dark=False, expose_dark_below=None), counting).analyze_bytes(dark)
     assert "brighten" not in plain.timings_ms
     assert plain.face is None or "too_dark" in plain.quality.reasons
     assert plain.embedding is None
+
+
+def _webcam(
+    photo: np.ndarray, *, exposure: float, noise: float, seed: int, face_height: int = 150, background: int = 120, face_exposure: float = 1.0
+) -> bytes:
+    """The photo on a plain 640x480 frame (most of it background, as at a desk), exposed and noisy;
+    ``face_exposure`` darkens the photo alone (a face against a bright window)."""
+    image = Image.fromarray(np.clip(photo * face_exposure, 0, 255).astype(np.uint8))
+    image = image.resize((round(image.width * face_height / image.height), face_height), Image.Resampling.BICUBIC)
+    canvas = Image.new("RGB", (640, 480), (background,) * 3)
+    canvas.paste(image, ((640 - image.width) // 2, (480 - image.height) // 2))
+    pixels = np.asarray(canvas, dtype=np.float32) * exposure + np.random.default_rng(seed).normal(0, noise, (480, 640, 3))
+    return jpeg(np.clip(pixels, 0, 255).astype(np.uint8), quality=80)
+
+
+def test_a_backlit_face_is_exposed_for_the_face_not_for_the_frame(analyzer: FaceAnalyzer, counting: CountingEmbedder, faces_dir: Path) -> None:
+    # A dark face against a bright window: the frame already spans black to white, so stretching the
+    # whole frame cannot lift the face, which stays "too dark" and never votes. Metering on the face can.
+    photo = decode_image(read(faces_dir, "photos/paul_rudd.jpg"), max_side=640)
+    reference = analyzer.analyze_image(photo).embedding
+    frame_wide = FaceAnalyzer(replace(AnalyzerConfig(), expose_dark_below=None), counting)
+    for seed in range(3):
+        backlit = _webcam(photo, exposure=1.0, noise=4.0, seed=seed, background=235, face_exposure=0.25, face_height=220)
+        old = frame_wide.analyze_bytes(backlit)
+        assert old.face is not None and "too_dark" in old.quality.reasons and old.embedding is None
+        exposed = analyzer.analyze_bytes(backlit)
+        assert "expose" in exposed.timings_ms and exposed.quality.ok
+        assert float(exposed.embedding @ reference) > 0.8
+
+
+def test_login_frames_are_judged_more_kindly_than_enrolment_photos(analyzer: FaceAnalyzer, faces_dir: Path) -> None:
+    photo = decode_image(read(faces_dir, "johns/John_Savage/000290_01099067.jpg"), max_side=640)
+    bright = _webcam(photo, exposure=1.8, noise=2.0, seed=1, face_height=200)
+    login, enrol = analyzer.analyze_bytes(bright), analyzer.analyze_bytes(bright, purpose="enrol")
+    assert 210 < login.quality.brightness <= 245 and login.quality.ok and login.embedding is not None
+    assert "too_bright" in enrol.quality.reasons
+    small = _webcam(photo, exposure=1.0, noise=2.0, seed=2, face_height=68)  # the face box about 55 px
+    login, enrol = analyzer.analyze_bytes(small), analyzer.analyze_bytes(small, purpose="enrol")
+    assert 50 <= login.quality.face_px < 60 and login.quality.ok
+    assert "too_small" in enrol.quality.reasons
 
 
 def test_a_black_frame_is_not_brightened_into_noise(analyzer: FaceAnalyzer) -> None:

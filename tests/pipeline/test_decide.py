@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -22,9 +23,12 @@ from facelogin.pipeline.decide import (
     decide_attempt,
     recognise_batch,
     train_model,
+    vote_analyses,
     vote_analysis,
+    vote_claim,
     vote_frame,
     vote_frames,
+    with_config,
 )
 
 NOISE = 0.7  # same-student cosine ~0.67, different students ~0 (FaceNet-like on these datasets)
@@ -398,3 +402,94 @@ def test_the_held_out_check_samples_its_probes_in_a_large_gallery() -> None:
     assert sampled.metrics["holdout"]["train_embeddings"] == every.metrics["holdout"]["train_embeddings"]
     assert sampled.metrics["holdout"]["rank1_accuracy"] == pytest.approx(every.metrics["holdout"]["rank1_accuracy"], abs=0.05)
     assert sampled.threshold == every.threshold  # the model itself is trained on everything either way
+
+
+# --- a fused face track ----------------------------------------------------------------------
+
+
+def _track(embeddings: np.ndarray, *, box: tuple[float, float, float, float] = (10, 10, 110, 130), moves: list[int] | None = None) -> list[types.FrameAnalysis]:
+    """Good frames of one face at ``box`` (shifted right by ``moves[i]`` px in frame i)."""
+    frames = []
+    for i, embedding in enumerate(embeddings):
+        dx = (moves or [0] * len(embeddings))[i]
+        face = types.Face(
+            box=(box[0] + dx, box[1], box[2] + dx, box[3]),
+            probability=0.99,
+            landmarks=((40 + dx, 50), (80 + dx, 50), (60 + dx, 75), (45 + dx, 100), (75 + dx, 100)),
+        )
+        good = types.QualityReport(face_px=100, brightness=120, sharpness=200, pose=types.Pose(0, 0, 0))
+        frames.append(types.FrameAnalysis(types.Detection((face,), (640, 480)), face, good, embedding=embedding))
+    return frames
+
+
+def _noisy_stream(student: int, noise: float, count: int, seed: int) -> np.ndarray:
+    """A webcam stream of one photo of ``student``: the photo's embedding plus fresh noise per frame."""
+    clean = photos(ENROLLED[student : student + 1], 1, seed=90 + seed)[0]
+    rng = np.random.default_rng(5_000 + seed)  # not 1 or 2: those seeds made the students' centres
+    return normalise(clean[None, :] + noise * normalise(rng.standard_normal((count, 512))))
+
+
+def _decide(model: TrainedModel, frames: list[types.FrameAnalysis], fusion: str):
+    fused = with_config(model, fusion=fusion, max_frames=len(frames))
+    return decide_attempt(vote_analyses(fused, frames), fused.decider(), frames)
+
+
+def test_a_noisy_stream_of_the_student_is_signed_in_by_its_fused_track_not_by_frame_votes(model: TrainedModel) -> None:
+    # Noise pulls each frame below the threshold but one; their mean is the photo again.
+    stream = _noisy_stream(0, noise=0.9, count=8, seed=2)
+    frames = _track(stream)
+    assert [v.label for v in vote_analyses(model, frames)].count(LABELS[0]) == 1
+    assert _decide(model, frames, "votes").status == REJECTED  # three votes needed
+    decision = _decide(model, frames, "track")
+    assert decision.status == ACCEPTED and decision.label == LABELS[0]
+
+
+def test_a_fused_track_no_frame_supports_on_its_own_signs_nobody_in(model: TrainedModel) -> None:
+    # Means look more like "someone" than their parts (different photos of a stranger, in the bench's
+    # stress test, got in that way): one frame of the track must pass on its own.
+    stream = _noisy_stream(0, noise=1.3, count=8, seed=1)
+    frames = _track(stream)
+    assert not any(v.label for v in vote_analyses(model, frames))
+    assert _decide(model, frames, "track").status == REJECTED
+    unguarded = with_config(model, fusion="track", fusion_votes=0, max_frames=len(frames))
+    assert decide_attempt(vote_analyses(unguarded, frames), unguarded.decider(), frames).status == ACCEPTED
+
+
+def test_a_strangers_fused_track_is_never_signed_in(model: TrainedModel) -> None:
+    for i in range(len(STRANGERS)):
+        rng = np.random.default_rng(6_000 + i)
+        stream = normalise(STRANGERS[i][None, :] + 0.8 * normalise(rng.standard_normal((10, 512))))
+        assert _decide(model, _track(stream), "track").status == REJECTED
+
+
+def test_a_jump_starts_a_new_track_and_drops_the_old_evidence(model: TrainedModel) -> None:
+    stream = _noisy_stream(0, noise=0.9, count=8, seed=2)  # signs in at the sixth frame (see above)
+    steady = _decide(model, _track(stream, moves=[0, 2, 4, 6, 8, 10, 12, 14]), "track")
+    assert steady.status == ACCEPTED and steady.frames == 6
+    # The same frames, but before the sixth the face is 300 px further right (another face, or a picture
+    # swapped in): the five frames before the jump no longer count, so three more are needed after it.
+    jumped = _decide(model, _track(stream, moves=[0, 2, 4, 6, 8, 300, 302, 304]), "track")
+    assert jumped.status == REJECTED or jumped.frames == 8
+
+
+def test_the_fused_track_needs_min_frames_naming_the_student_and_no_conflict(model: TrainedModel) -> None:
+    mine = _noisy_stream(0, noise=0.4, count=2, seed=3)
+    two = _track(mine)
+    fused = with_config(model, fusion="track")
+    assert decide_attempt(vote_analyses(fused, two), fused.decider(), two).status == REJECTED  # min_frames is 3
+    other = photos(ENROLLED[1:2], 1, seed=91)
+    mixed = _track(np.concatenate([mine, other, _noisy_stream(0, noise=0.4, count=2, seed=4)]))
+    decision = _decide(model, mixed, "track")
+    assert decision.status == REJECTED and decision.reason == "conflict"  # a frame confidently someone else
+
+
+def test_verify_mode_fuses_against_the_claimed_student_only(model: TrainedModel) -> None:
+    stream = _track(_noisy_stream(0, noise=1.0, count=6, seed=5))
+    threshold = model.calibration.verification()[0]
+    config = replace(model.config, fusion="track", max_frames=6)
+    votes = [vote_claim(model, a, LABELS[0], threshold) for a in stream]
+    d = decide_attempt(votes, AttemptDecider(config, model=model, claim=(LABELS[0], threshold)), stream)
+    assert d.status == ACCEPTED and d.label == LABELS[0]
+    votes = [vote_claim(model, a, LABELS[1], threshold) for a in stream]
+    d = decide_attempt(votes, AttemptDecider(config, model=model, claim=(LABELS[1], threshold)), stream)
+    assert d.status == REJECTED  # someone else's stream claiming student 1

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from tqdm import tqdm
 
-from facelogin.models import ClassifierVersion, EnrolmentPhoto
+from facelogin.models import ClassifierVersion, DriftTemplate, EnrolmentPhoto
 from facelogin.services import biometrics
 
 # (model, field, context) for every sealed column.
@@ -18,6 +18,7 @@ SEALED = [
     (EnrolmentPhoto, "embedding", b"embedding"),
     (EnrolmentPhoto, "crop", b"crop"),
     (EnrolmentPhoto, "original", b"original"),
+    (DriftTemplate, "embedding", b"embedding"),
     (ClassifierVersion, "artifact", b"classifier"),
 ]
 

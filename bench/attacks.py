@@ -1,7 +1,7 @@
 """Presentation-attack benchmark: what someone with a student's photos or videos gets from the face door,
 and how often the real student is refused.
 
-    python -m bench.attacks                    # 5 seeds, the issue's protocol (about 40 minutes here)
+    python -m bench.attacks                    # 5 seeds, the issue's protocol (about 80 minutes here at --people 16)
     python -m bench.attacks --quick            # 1 seed, 4 people: a smoke run of every attack
     python -m bench.attacks --json F           # JSON with a "summary" list (attack, attempts, accepted)
 
@@ -22,7 +22,7 @@ Per seed, ``--people`` enrolled people are drawn (a different draw per seed); pe
 attack and ``--genuine-per-person`` genuine sign-ins:
 
 * ``genuine``: the student (``bench.head3d``: a frontal held-out photo lifted to 3-D with the face mesh)
-  following the prompts: a human reaction time, smooth turns of 20-30 degrees at 35-70 degrees a second,
+  following the prompts: a human reaction time, smooth turns of 20-30 degrees at 30-90 degrees a second,
   the face 120-250 px tall, the screen at 4-25 % of the room's light on the face, sensor noise and blur;
 * ``still``: a held-out photo printed and held up (a hand's jitter; paper reflects the screen);
 * ``replay``: one frame's bytes sent again and again;

@@ -230,6 +230,9 @@ class FaceAnalyzer:
         cfg = self.config
         clock = _Clock(timings)
         detect_side = self._detect_side(purpose)
+        # The camera's own pixels, kept for liveness: the mesh, the skin's colour (the screen's reflection,
+        # which exposure gain and auto-contrast would distort) and a presentation-attack detector.
+        camera = image
         limits = cfg.login_quality if purpose == LOGIN and cfg.login_quality is not None else cfg.quality
         if detection is None:
             detection = self.detector.detect(image, max_side=detect_side)
@@ -273,11 +276,11 @@ class FaceAnalyzer:
         clock.lap("align")
         mesh = skin = pad_score = None
         if purpose == LOGIN and self.mesher is not None:
-            mesh = self.mesher.mesh(image, face)
-            skin = skin_colour(image, mesh) if mesh is not None else None
+            mesh = self.mesher.mesh(camera, face)
+            skin = skin_colour(camera, mesh) if mesh is not None else None
             clock.lap("mesh")
         if purpose == LOGIN and self.pad is not None:
-            pad_score = float(self.pad.score(image, face))
+            pad_score = float(self.pad.score(camera, face))
             clock.lap("pad")
         return FrameAnalysis(
             detection=detection,

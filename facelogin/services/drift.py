@@ -110,6 +110,10 @@ def _retrain_for_drift() -> None:
     version (a busy portal learns templates every minute; the gallery need not follow each one)."""
     from facelogin.services.training import retrain_request
 
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        # In-process tasks (the embedded default) cannot wait: the retrain would run inside this sign-in,
+        # at every sign-in. The templates join the gallery at the next retrain (an enrolment's, or staff's).
+        return
     newest = ClassifierVersion.objects.order_by("-created_at").values_list("created_at", flat=True).first()
     requested = RetrainRequest.objects.filter(singleton=1).values_list("requested_at", flat=True).first()
     if requested is not None and (newest is None or requested > newest):

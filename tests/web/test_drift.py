@@ -168,6 +168,7 @@ def test_staff_delete_a_single_weak_photo(enrolled, admin_client):
 def test_the_drift_retrain_waits_for_a_pending_one_and_for_its_interval(enrolled, settings, monkeypatch):
     asked = []
     monkeypatch.setattr(training, "retrain_request", lambda **kwargs: asked.append(kwargs))
+    settings.CELERY_TASK_ALWAYS_EAGER = False  # a worker, which honours the countdown
     person = faces.johns()[0]
     _offer(enrolled[person], faces.held_out_photos(person)[0])
     # The newest version is seconds old: the retrain is asked for when the interval is over.
@@ -177,6 +178,18 @@ def test_the_drift_retrain_waits_for_a_pending_one_and_for_its_interval(enrolled
     RetrainRequest.objects.update_or_create(singleton=1, defaults={"requested_at": timezone.now(), "token": 99})
     _offer(enrolled[person], faces.held_out_photos(person)[1])
     assert len(asked) == 1  # one is pending already: it will take this template too
+
+
+def test_with_in_process_tasks_a_learnt_template_never_retrains_inside_the_sign_in(enrolled, settings):
+    # The embedded default runs tasks in-process, where a countdown cannot wait: the retrain would run in
+    # the sign-in itself, at every sign-in. The template waits for the next retrain instead.
+    from facelogin.models import ClassifierVersion
+
+    assert settings.CELERY_TASK_ALWAYS_EAGER
+    versions = ClassifierVersion.objects.count()
+    person = faces.johns()[0]
+    assert _offer(enrolled[person], faces.held_out_photos(person)[0]) is not None
+    assert ClassifierVersion.objects.count() == versions
 
 
 async def test_a_sign_in_that_passed_the_liveness_challenge_offers_its_own_face_track(enrolled, settings):

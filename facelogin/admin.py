@@ -130,8 +130,18 @@ class StudentForm(forms.ModelForm):
         fields = ["student_number", "full_name", "department", "status", "face_login_blocked", "face_login_blocked_reason"]
 
 
+class LabelledDeleteFormSet(forms.BaseInlineFormSet):
+    """A tabular inline's "delete" boxes named for screen readers (Django's have no label of their own)."""
+
+    def add_fields(self, form, index):
+        super().add_fields(form, index)
+        if "DELETE" in form.fields and form.instance.pk:
+            form.fields["DELETE"].widget.attrs["aria-label"] = _("Delete %(item)s") % {"item": form.instance}
+
+
 class EnrolmentPhotoInline(admin.TabularInline):
     model = EnrolmentPhoto
+    formset = LabelledDeleteFormSet
     extra = 0
     can_delete = True  # through enrolment.photos_delete (StudentAdmin.save_formset): audited, then a retrain
     show_change_link = True  # each row's caption (EnrolmentPhoto.__str__) links to the photo's record
@@ -176,6 +186,7 @@ class DriftTemplateInline(admin.TabularInline):
     """Templates learnt from the student's own sign-ins: visible, and removable (tick "delete", save)."""
 
     model = DriftTemplate
+    formset = LabelledDeleteFormSet
     extra = 0
     fields = ["created_at", "confirmed_at", "similarity_text", "anchor_text", "other_text"]
     readonly_fields = fields

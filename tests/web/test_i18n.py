@@ -50,3 +50,11 @@ def test_every_korean_message_is_translated():
     catalogue = polib.pofile(str(REPO / "locale" / "ko" / "LC_MESSAGES" / "django.po"))
     assert catalogue.percent_translated() == 100, [e.msgid for e in catalogue.untranslated_entries()]
     assert not catalogue.fuzzy_entries()
+
+
+def test_no_korean_message_is_defined_twice():
+    # Merged branches each appending their strings: a second definition is silently ignored by polib and
+    # refused by GNU msgfmt, and whichever wins may be the stale one.
+    catalogue = polib.pofile(str(REPO / "locale" / "ko" / "LC_MESSAGES" / "django.po"))
+    keys = [(entry.msgctxt, entry.msgid) for entry in catalogue]
+    assert len(keys) == len(set(keys)), sorted({key for key in keys if keys.count(key) > 1})

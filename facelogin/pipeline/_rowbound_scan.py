@@ -23,7 +23,7 @@ def popcount(typingctx: Any, word: Any) -> Any:
 # (AVX-512 VPOPCNTQ on this machine's CPU); a loop over the words of each row stayed scalar and was
 # 1.6x slower.
 @njit(nogil=True, cache=True)
-def scan(n, codes, ones, h, g, err, row_label, cscores, planes, q0, delta, total, l1, bar, out, low_bar, low_out):  # type: ignore[no-untyped-def]
+def scan(n, codes, ones, h, g, err, row_label, cscores, cerr, planes, q0, delta, total, l1, bar, out, low_bar, low_out):  # type: ignore[no-untyped-def]
     level = np.empty(TILE, np.uint64)
     bound = np.empty(TILE, np.float64)
     p0 = planes[0]
@@ -64,7 +64,8 @@ def scan(n, codes, ones, h, g, err, row_label, cscores, planes, q0, delta, total
             r = start + t
             # the rounded probe . s = sum_j (q0 + delta k_j) s_j, with s_j = 2 bit_j - 1
             qs = q0 * (2 * np.int64(ones[r]) - 512) + delta * (2 * np.int64(level[t]) - total)
-            bound[t] = h[r] * np.float64(cscores[row_label[r]]) + g[r] * (qs + l1) + err[r]
+            s = row_label[r]  # the student's centroid score is known to within cerr
+            bound[t] = h[r] * np.float64(cscores[s]) + abs(h[r]) * np.float64(cerr[s]) + g[r] * (qs + l1) + err[r]
         for t in range(m):
             if bound[t] >= low_bar:
                 if low_found < budget:
@@ -74,3 +75,18 @@ def scan(n, codes, ones, h, g, err, row_label, cscores, planes, q0, delta, total
                     out[found] = start + t
                     found += 1
     return found, low_found
+
+
+# Reassociation lets LLVM keep several vector accumulators; the caller's error bound allows for the
+# float32 rounding of any summation order.
+@njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+def int8_scores(levels, scale, probes, out):  # type: ignore[no-untyped-def]
+    # students outer, probes inner: each student's 512 bytes are read once for a batch of probes
+    for s in range(levels.shape[0]):
+        row = levels[s]
+        for p in range(probes.shape[0]):
+            probe = probes[p]
+            acc = np.float32(0.0)
+            for j in range(row.shape[0]):
+                acc += probe[j] * np.float32(row[j])
+            out[p, s] = acc * scale[s]

@@ -38,7 +38,11 @@ _ROW_CHUNK = 16_384
 _BOUND_SLACK = 1e-4
 # Below the bar, the rows the search scores to make the best result exact (~0.3 ms of exact scoring).
 _LOW_BUDGET_ROWS = 2_048
-_ROW_BOUND_KEYS = ("_codes", "_ones", "_h", "_g", "_err")  # per-row arrays of ``rowbound``
+# derived arrays of ``rowbound``: per row, and per student (the int8 centroids)
+_DERIVED_KEYS = ("_codes", "_ones", "_h", "_g", "_err", "_c8", "_c8_scale", "_c8_err")
+# Above this many probes at once the float32 product with every centroid is compute-bound (BLAS
+# runs near peak on a block), so the int8 pass stops paying; a login votes 1-8 frames at a time.
+_COARSE_MAX_PROBES = 16
 
 __all__ = [
     "CLASSIFIER_KINDS",
@@ -158,6 +162,7 @@ class Gallery:
         exact_rows: int = 4_000,
         shortlist: int = 32,
         row_bound_students: int = 64,
+        coarse_students: int = 20_000,
     ) -> None:
         if top_k < 1:
             raise ValueError("top_k must be >= 1")
@@ -166,6 +171,7 @@ class Gallery:
         self.exact_rows = exact_rows
         self.shortlist = shortlist
         self.row_bound_students = row_bound_students
+        self.coarse_students = coarse_students
         self._X = np.zeros((0, dim), dtype=np.float32)
         self._row_label = np.zeros(0, dtype=np.int32)
         self._n = 0
@@ -178,6 +184,12 @@ class Gallery:
         # Per student, the cosine between the centroid and the student's farthest row: the angular
         # radius that bounds what any probe can score against that student (see ``search``).
         self._cos_rho = np.zeros(0, dtype=np.float32)
+        # Per student, the centroid as int8 levels times a scale, and the score error that allows
+        # (``rowbound.quantise_centroids``): above ``coarse_students`` students a probe's pass over
+        # every centroid reads these, a quarter of the bytes, and scores exactly only the few
+        # students whose bound needs it.
+        self._init_int8_centroids(0)
+        self._coarse_memo: tuple[int, bytes, np.ndarray] | None = None
         # Per row, parallel to ``_X``: the sign code and factors of ``rowbound``'s bound (80 bytes a
         # row), kept exact under add/remove like the radii; never pickled, rebuilt on load.
         self._init_row_bounds(0)
@@ -288,6 +300,7 @@ class Gallery:
             self._counts[li] = self._counts[last]
             self._centroids[li] = self._centroids[last]
             self._cos_rho[li] = self._cos_rho[last]
+            self._c8[li], self._c8_scale[li], self._c8_err[li] = self._c8[last], self._c8_scale[last], self._c8_err[last]
         self._labels.pop()
         del self._index[label]
         self._sums[last] = 0
@@ -325,6 +338,11 @@ class Gallery:
         for new, before in zip((self._ones, self._h, self._g, self._err), old[1:], strict=True):
             new[:n] = before[:n]
 
+    def _init_int8_centroids(self, cap: int) -> None:
+        self._c8 = np.zeros((cap, self.dim), dtype=np.int8)
+        self._c8_scale = np.zeros(cap, dtype=np.float32)
+        self._c8_err = np.zeros(cap, dtype=np.float32)
+
     def _grow_labels(self, needed: int, *, used: int) -> None:
         if needed <= len(self._sums):
             return
@@ -339,6 +357,9 @@ class Gallery:
         cos_rho = np.ones(cap, dtype=np.float32)
         cos_rho[:L] = self._cos_rho[:L]
         self._sums, self._counts, self._centroids, self._cos_rho = sums, counts, cents, cos_rho
+        c8, c8_scale, c8_err = self._c8, self._c8_scale, self._c8_err
+        self._init_int8_centroids(cap)
+        self._c8[:L], self._c8_scale[:L], self._c8_err[:L] = c8[:L], c8_scale[:L], c8_err[:L]
 
     def copy(self) -> Gallery:
         """An independent copy, to change while others keep reading this one. It has room for an
@@ -356,9 +377,10 @@ class Gallery:
         new._resize_row_bounds(len(new._X))  # its own copies of the rows' codes, as roomy
         new._sums, new._counts = roomy(self._sums, L), roomy(self._counts, L)
         new._centroids, new._cos_rho = roomy(self._centroids, L), roomy(self._cos_rho, L, 1.0)
+        new._c8, new._c8_scale, new._c8_err = roomy(self._c8, L), roomy(self._c8_scale, L), roomy(self._c8_err, L)
         new._labels = list(self._labels)
         new._index = dict(self._index)
-        new._slots, new._memo = None, None
+        new._slots, new._memo, new._coarse_memo = None, None, None
         return new
 
     def _update_centroid(self, li: int) -> None:
@@ -372,6 +394,9 @@ class Gallery:
         n = self._n
         if not len(touched) or not n:
             return
+        for start in range(0, len(touched), _ROW_CHUNK):  # bounded float64 temporaries
+            some = touched[start : start + _ROW_CHUNK]
+            self._c8[some], self._c8_scale[some], self._c8_err[some] = rowbound.quantise_centroids(self._centroids[some])
         if len(touched) == 1:
             rows = np.flatnonzero(self._row_label[:n] == touched[0])
         else:
@@ -439,6 +464,45 @@ class Gallery:
         self._memo = (self._version, key, scores)
         return scores
 
+    def uses_int8_centroids(self, probes: int) -> bool:
+        """Whether a call with this many probes scores centroids from their int8 copies first."""
+        return len(self._labels) > self.coarse_students and probes <= _COARSE_MAX_PROBES
+
+    def int8_centroid_scores(self, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """((P, n_labels) approximate centroid scores, (n_labels,) bound on their error), memoised
+        for the last call: the classifier and the search ask for the same probes in turn."""
+        probes = normalise(probes)
+        key = probes.tobytes()
+        memo = self._coarse_memo
+        L = len(self._labels)
+        if memo is None or memo[0] != self._version or memo[1] != key:
+            memo = (self._version, key, rowbound.int8_centroid_scores(self._c8[:L], self._c8_scale[:L], probes))
+            self._coarse_memo = memo
+        return memo[2], self._c8_err[:L]
+
+    def nearest_centroids(self, probes: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+        """Per probe, the student with the nearest centroid (exactly: the same as the argmax of
+        ``centroid_scores``) and its softmax probability at ``scale``, from the int8 centroids.
+
+        Every student whose int8 score could be the best (within the error bound of the leader) is
+        rescored from the float32 centroid; the probability's denominator takes the others' int8
+        scores, whose error is bounded by ``int8_centroid_scores`` (~0.01 at worst, ~4e-4 typical:
+        the probability is then off by ~1e-4 relative, never enough to change an argmax)."""
+        probes = normalise(probes)
+        approx, err = self.int8_centroid_scores(probes)
+        best = np.empty(len(probes), dtype=np.int64)
+        prob = np.empty(len(probes), dtype=np.float64)
+        for i, (probe, row) in enumerate(zip(probes, approx, strict=True)):
+            contenders = np.flatnonzero(row + err >= float(np.max(row - err)))
+            exact = self._centroids[contenders] @ probe
+            top = int(np.argmax(exact))  # contenders are in label order: ties go to the first, as argmax
+            z = row.astype(np.float64)
+            z[contenders] = exact
+            z -= float(exact[top])
+            prob[i] = 1.0 / np.exp(z * scale).sum()
+            best[i] = contenders[top]
+        return best, prob
+
     def label_at(self, index: int) -> str:
         return self._labels[index]
 
@@ -456,12 +520,13 @@ class Gallery:
         state = self.__dict__.copy()
         state["_X"] = self._X[: self._n].copy()
         state["_row_label"] = self._row_label[: self._n].copy()
-        for key in ("_sums", "_counts", "_centroids", "_cos_rho", "_slots", "_memo", *_ROW_BOUND_KEYS):
+        for key in ("_sums", "_counts", "_centroids", "_cos_rho", "_slots", "_memo", "_coarse_memo", *_DERIVED_KEYS):
             state[key] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.row_bound_students = 64  # galleries pickled before the row bounds existed
+        # galleries pickled before the row bounds and int8 centroids existed
+        self.row_bound_students, self.coarse_students, self._coarse_memo = 64, 20_000, None
         self.__dict__.update(state)
         L, n = len(self._labels), self._n
         self._sums = np.zeros((L, self.dim), dtype=np.float64)
@@ -479,6 +544,7 @@ class Gallery:
             norms[norms == 0] = 1.0
             self._centroids[:] = self._sums / norms
         self._cos_rho = np.ones(L, dtype=np.float32)
+        self._init_int8_centroids(L)
         self._init_row_bounds(len(self._X))
         self._refresh_bounds(np.arange(L))
 
@@ -581,10 +647,14 @@ class Gallery:
             if exact:
                 found = self._dense_top(block, kk)
             else:
-                cscores = self.centroid_scores(block)
-                bounds = self._upper_bounds(cscores)
+                if self.uses_int8_centroids(len(block)):
+                    cscores, cerr = self.int8_centroid_scores(block)
+                    bounds = self._upper_bounds(np.minimum(cscores + cerr, 1.0))
+                else:
+                    cscores, cerr = self.centroid_scores(block), None
+                    bounds = self._upper_bounds(cscores)
                 found = [
-                    self._branch_and_bound(p, ub, cs, kk, floor, within)
+                    self._branch_and_bound(p, ub, cs, cerr, kk, floor, within)
                     for p, ub, cs in zip(block, bounds, cscores, strict=True)
                 ]
                 dense = [i for i, result in enumerate(found) if result is None]
@@ -606,6 +676,7 @@ class Gallery:
         probe: np.ndarray,
         ub: np.ndarray,
         cscores: np.ndarray,
+        cerr: np.ndarray | None,
         k: int,
         floor: float | None,
         within: float | None,
@@ -637,7 +708,7 @@ class Gallery:
             # out all but a few, without an exact pass over the rows.
             rows, low = rowbound.candidate_rows(
                 self._n, self._codes, self._ones, self._h, self._g, self._err, self._row_label,
-                cscores, probe, bar - _BOUND_SLACK,
+                cscores, probe, bar - _BOUND_SLACK, centroid_errors=cerr,
                 low_bar=want - _BOUND_SLACK if want < bar else None, low_budget=_LOW_BUDGET_ROWS,
             )
             if low is not None:
@@ -821,9 +892,25 @@ class _GalleryClassifier:
 
 
 class CentroidClassifier(_GalleryClassifier):
-    """Cosine nearest-centroid: O(students) per probe, incremental, no training beyond a mean."""
+    """Cosine nearest-centroid: O(students) per probe, incremental, no training beyond a mean.
+
+    Above the gallery's ``coarse_students`` a login's few probes are classified from the int8
+    centroids (``Gallery.nearest_centroids``): the same student, and a probability whose softmax
+    denominator is within ~1e-4 (relative) of the float32 one; ``approximate_probability`` says
+    so, and ``predict_proba`` stays exact."""
 
     kind = "centroid"
+
+    @property
+    def approximate_probability(self) -> bool:
+        return len(self.gallery) > self.gallery.coarse_students
+
+    def predict(self, X: np.ndarray) -> tuple[list[str], np.ndarray]:
+        X = normalise(X)
+        if not self.gallery.uses_int8_centroids(len(X)):
+            return super().predict(X)
+        best, probs = self.gallery.nearest_centroids(X, self.scale)
+        return [self.gallery.label_at(int(i)) for i in best], probs
 
     def _scores(self, X: np.ndarray) -> np.ndarray:
         return self.gallery.centroid_scores(X)

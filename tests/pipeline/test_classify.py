@@ -348,16 +348,19 @@ def gallery_with_ties(seed: int, noise: float = 0.75) -> tuple[np.ndarray, list[
 
 
 @pytest.mark.parametrize("top_k", [1, 3])
-@pytest.mark.parametrize(("seed", "noise"), [(0, 0.75), (1, 0.75), (2, 1.3)])
+@pytest.mark.parametrize(("seed", "noise", "int8"), [(0, 0.75, False), (1, 0.75, True), (2, 1.3, False), (3, 1.3, True)])
 def test_the_search_with_row_bounds_returns_the_brute_force_top_students_and_scores(
-    monkeypatch, top_k: int, seed: int, noise: float
+    monkeypatch, top_k: int, seed: int, noise: float, int8: bool
 ) -> None:
     # noise 1.3: photos at cosine ~0.4 to their centre, so every centroid bound is near 1 and the
-    # shortlist is blind: the rows' bounds alone decide whom to score.
+    # shortlist is blind: the rows' bounds alone decide whom to score. int8: the centroid scores
+    # behind both bounds come from the int8 centroids, within their error bound.
     from facelogin.pipeline import rowbound
 
     X, y, centres = gallery_with_ties(seed, noise)
-    fast = Gallery.from_arrays(X, y, top_k=top_k, exact_rows=0, shortlist=4, row_bound_students=0)
+    fast = Gallery.from_arrays(
+        X, y, top_k=top_k, exact_rows=0, shortlist=4, row_bound_students=0, coarse_students=0 if int8 else 10**9
+    )
     probes = np.vstack([
         near(centres[::20], 0.5, seed=seed),  # enrolled students, the twins and the duplicated one
         near(X[3000:3018], 0.2, seed=seed + 7),  # close to a twin's or a duplicate's photo: near-ties
@@ -446,3 +449,44 @@ def test_the_row_bounds_find_a_student_far_down_the_centroid_ranking() -> None:
     assert all(c > cent for c, cent in zip(np.sort(fast.centroid_scores(probes), axis=1)[:, -100], fast.centroid_scores(probes)[:, [fast.index_of(f"odd{j}") for j in range(3)]].diagonal()))
     for names, _ in (fast.search(probes, k=2), fast.search(probes, k=2, floor=0.55, within=0.0)):
         assert [n[0] for n in names] == ["odd0", "odd1", "odd2"]
+
+
+def test_int8_centroid_scores_stay_within_their_error_bound() -> None:
+    X, y, _ = clusters(500, 3, noise=0.75)
+    g = Gallery.from_arrays(np.vstack([X, -X[:1], 1e-3 * X[1:2] + X[2:3]]), y + ["opposite", "nearly"], coarse_students=0)
+    probes = np.vstack([strangers(20), near(X[::50], 0.2), X[:5], -X[5:8]])
+    approx, err = g.int8_centroid_scores(probes)
+    assert np.all(np.abs(approx - g.centroid_scores(probes)) <= err)
+    assert float(err.max()) < 0.02
+
+
+def test_the_int8_nearest_centroid_is_the_exact_one_with_nearly_its_probability() -> None:
+    X, y, centres = gallery_with_ties(4)
+    exact = CentroidClassifier().fit(X, y)
+    fast = CentroidClassifier(coarse_students=0).fit(X, y)
+    assert fast.approximate_probability and not exact.approximate_probability
+    probes = np.vstack([near(centres[::7], 0.5), near(X[3000:3018], 0.2, seed=7), strangers(30)])
+    for i in range(0, len(probes), 8):  # the login's batch sizes
+        block = probes[i : i + 8]
+        labels, probs = fast.predict(block)
+        exact_labels, exact_probs = exact.predict(block)
+        S = exact.gallery.centroid_scores(block)
+        for j, (label, expected) in enumerate(zip(labels, exact_labels, strict=True)):
+            # the same student, or (the twins) one whose score ties in float32 rounding
+            assert label == expected or abs(S[j, exact.gallery.index_of(label)] - S[j].max()) < 1e-6
+        np.testing.assert_allclose(probs, exact_probs, rtol=1e-3)
+
+
+def test_a_probability_gate_sees_the_exact_probability_of_a_large_gallery() -> None:
+    from facelogin.pipeline.decide import DecisionConfig, train_model, vote_frames, with_config
+
+    X, y, centres = clusters(300, 5, noise=0.75)
+    model = train_model(X, y, holdout=0.0, config=DecisionConfig(min_probability=0.5))
+    model.gallery.coarse_students = 0
+    probes = near(centres[:16], 0.5)
+    gated = vote_frames(model, probes)
+    model.gallery.coarse_students = 10**9
+    assert [v.probability for v in gated] == [v.probability for v in vote_frames(model, probes)]
+    model.gallery.coarse_students = 0
+    ungated = vote_frames(with_config(model, min_probability=0.0), probes)
+    np.testing.assert_allclose([v.probability for v in ungated], [v.probability for v in gated], rtol=1e-3)

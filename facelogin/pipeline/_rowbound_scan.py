@@ -90,3 +90,35 @@ def int8_scores(levels, scale, probes, out):  # type: ignore[no-untyped-def]
             for j in range(row.shape[0]):
                 acc += probe[j] * np.float32(row[j])
             out[p, s] = acc * scale[s]
+
+
+@njit(nogil=True, cache=True)
+def centroid_bounds(cscores, cerr, cos_rho, m, ub, top):  # type: ignore[no-untyped-def]
+    # Gallery._upper_bounds for one probe in one pass, keeping the m students with the highest
+    # bounds on the way (the search's shortlist): ~10x less than numpy's temporaries and argpartition.
+    kept = 0
+    low = np.inf  # the lowest bound kept, once m are kept
+    low_at = 0
+    for s in range(cscores.shape[0]):
+        c = min(max(np.float64(cscores[s]) + np.float64(cerr[s]), -1.0), 1.0)
+        cr = np.float64(cos_rho[s])
+        if c >= cr:
+            b = 1.0  # the probe lies within the student's radius
+        else:
+            b = c * cr + np.sqrt(max(0.0, 1.0 - c * c)) * np.sqrt(max(0.0, 1.0 - cr * cr))  # cos(a - rho)
+        ub[s] = b
+        if kept < m:
+            top[kept] = s
+            kept += 1
+            if kept == m:
+                low, low_at = np.inf, 0
+                for i in range(m):
+                    if ub[top[i]] < low:
+                        low, low_at = ub[top[i]], i
+        elif b > low:
+            top[low_at] = s
+            low, low_at = np.inf, 0
+            for i in range(m):
+                if ub[top[i]] < low:
+                    low, low_at = ub[top[i]], i
+    return kept

@@ -649,13 +649,10 @@ class Gallery:
             else:
                 if self.uses_int8_centroids(len(block)):
                     cscores, cerr = self.int8_centroid_scores(block)
-                    bounds = self._upper_bounds(np.minimum(cscores + cerr, 1.0))
                 else:
                     cscores, cerr = self.centroid_scores(block), None
-                    bounds = self._upper_bounds(cscores)
                 found = [
-                    self._branch_and_bound(p, ub, cs, cerr, kk, floor, within)
-                    for p, ub, cs in zip(block, bounds, cscores, strict=True)
+                    self._branch_and_bound(p, cs, cerr, kk, floor, within) for p, cs in zip(block, cscores, strict=True)
                 ]
                 dense = [i for i, result in enumerate(found) if result is None]
                 if dense:  # strangers, mostly: one matrix product for all of them, not one each
@@ -674,7 +671,6 @@ class Gallery:
     def _branch_and_bound(
         self,
         probe: np.ndarray,
-        ub: np.ndarray,
         cscores: np.ndarray,
         cerr: np.ndarray | None,
         k: int,
@@ -683,9 +679,10 @@ class Gallery:
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """The top ``k`` (label indices, scores), or None when scoring every row is cheaper (the
         caller does that for all such probes of a batch at once)."""
-        L = len(ub)
-        m = min(max(self.shortlist, k), L)
-        cand = np.argpartition(-ub, m - 1)[:m]
+        L = len(cscores)
+        # the centroid bounds (``_upper_bounds``, widened by the int8 scores' error) and the
+        # shortlist: the students with the highest bounds
+        ub, cand = rowbound.centroid_bounds(cscores, cerr, self._cos_rho[:L], max(self.shortlist, k))
         sc = self._scores_of(cand, probe)
         best = float(sc.max())
         if floor is None and within is None:  # whoever could beat the best found

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["WORDS", "candidate_rows", "encode_rows", "int8_centroid_scores", "probe_planes", "quantise_centroids"]
+__all__ = ["WORDS", "candidate_rows", "centroid_bounds", "encode_rows", "int8_centroid_scores", "probe_planes", "quantise_centroids"]
 
 WORDS = 8  # 512 sign bits as 64-bit words
 PLANES = 4  # bit planes of the rounded probe: 16 levels
@@ -160,6 +160,26 @@ def int8_centroid_scores(levels: np.ndarray, scale: np.ndarray, probes: np.ndarr
     if len(levels) and len(probes):
         _int8_kernel()(levels, scale, np.ascontiguousarray(probes, dtype=np.float32), out)
     return out
+
+
+def centroid_bounds(
+    cscores: np.ndarray, cerr: np.ndarray | None, cos_rho: np.ndarray, m: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``Gallery._upper_bounds`` for one probe (its centroid scores, known to within ``cerr``) and
+    the indices of the ``m`` students with the highest bounds, in one compiled pass."""
+    L = len(cscores)
+    ub = np.empty(L, dtype=np.float64)
+    top = np.empty(min(m, L), dtype=np.int64)
+    errors = np.zeros(L, np.float32) if cerr is None else cerr
+    _bounds_kernel()(np.ascontiguousarray(cscores, dtype=np.float32), errors, cos_rho, len(top), ub, top)
+    return ub, top
+
+
+@lru_cache(maxsize=1)
+def _bounds_kernel() -> Any:
+    from ._rowbound_scan import centroid_bounds as kernel
+
+    return kernel
 
 
 @lru_cache(maxsize=1)

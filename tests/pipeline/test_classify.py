@@ -329,6 +329,15 @@ def ranked_brute_force(X: np.ndarray, y: list[str], probes: np.ndarray, labels: 
     ]
 
 
+def same_students(found: list[str], ranked: list[tuple[str, float]]) -> bool:
+    """``found`` are the first students of ``ranked`` in order, but for exact ties (the student
+    enrolled under two ids), which BLAS may break either way when it scores them in different blocks."""
+    scores = dict(ranked)
+    return all(
+        name == label or abs(scores.get(name, np.inf) - score) < 1e-6 for name, (label, score) in zip(found, ranked)
+    ) and len(found) <= len(ranked)
+
+
 def gallery_with_ties(seed: int, noise: float = 0.75) -> tuple[np.ndarray, list[str], np.ndarray]:
     """The benchmark's shape (5 photos at cosine ~0.8 to their centre, noise 0.75) plus near-ties:
     twins whose photos differ by 1e-3, a student enrolled twice under two ids (exact ties), one
@@ -376,18 +385,18 @@ def test_the_search_with_row_bounds_returns_the_brute_force_top_students_and_sco
     # no floor: the best student and their score, exactly
     names, scores = fast.search(probes, k=2)
     for i, expected in enumerate(ranked):
-        assert names[i][0] == expected[0][0]
+        assert same_students(names[i][:1], expected)
         assert scores[i, 0] == pytest.approx(expected[0][1], abs=1e-5)
     # the login's question, and a looser one: every result at or above the floor is the exact one
     for k, floor, within in ((2, 0.55, 0.0), (3, 0.3, 0.05), (3, 0.4, None)):
         names, scores = fast.search(probes, k=k, floor=floor, within=within)
         for i, expected in enumerate(ranked):
             exact = [(label, s) for label, s in expected[:k] if s >= floor and (within is None or s >= expected[0][1] - within)]
-            assert names[i][: len(exact)] == [label for label, _ in exact]
+            assert len(names[i]) >= len(exact) and same_students(names[i][: len(exact)], expected)
             np.testing.assert_allclose(scores[i, : len(exact)], [s for _, s in exact], atol=1e-5)
             assert np.all(scores[i, len(exact) :] < max(floor, expected[0][1] - (within or 0)) + 1e-5)
             if expected[0][1] >= floor - 0.1:  # just below the floor, the best is still proven
-                assert names[i][0] == expected[0][0]
+                assert same_students(names[i][:1], expected)
     assert scans, "the row bounds were never used"
 
 
@@ -410,9 +419,9 @@ def test_add_and_remove_keep_the_row_bound_search_exact() -> None:
         names, scores = gallery.search(probes, k=2, floor=0.55, within=0.0)
         plain, plain_scores = gallery.search(probes, k=1)
         for i, expected in enumerate(ranked):
-            assert plain[i][0] == expected[0][0] and plain_scores[i, 0] == pytest.approx(expected[0][1], abs=1e-5)
+            assert same_students(plain[i][:1], expected) and plain_scores[i, 0] == pytest.approx(expected[0][1], abs=1e-5)
             if expected[0][1] >= 0.55:
-                assert names[i][0] == expected[0][0] and scores[i, 0] == pytest.approx(expected[0][1], abs=1e-5)
+                assert same_students(names[i][:1], expected) and scores[i, 0] == pytest.approx(expected[0][1], abs=1e-5)
 
 
 def test_a_stranger_is_ruled_out_without_a_pass_over_the_rows(monkeypatch) -> None:

@@ -38,8 +38,14 @@ def test_no_row_scores_above_its_bound(photos: int, noise: float) -> None:
     for probe in probes:
         scores = X @ probe
         cscores = C @ probe
+        # centroid scores known only to within 0.01 (as from int8 centroids), at their worst
+        cerr = np.full(len(C), 0.01, dtype=np.float32)
         for bar in (-1.0, 0.0, 0.3, 0.55, float(scores.max()) - 1e-3, float(scores.max())):
             rows, _ = rowbound.candidate_rows(len(X), codes, ones, h, g, err, labels, cscores, probe, bar - 1e-4)
+            assert set(np.flatnonzero(scores >= bar)) <= set(rows.tolist())
+            rows, _ = rowbound.candidate_rows(
+                len(X), codes, ones, h, g, err, labels, cscores - cerr, probe, bar - 1e-4, centroid_errors=cerr
+            )
             assert set(np.flatnonzero(scores >= bar)) <= set(rows.tolist())
 
 
@@ -83,3 +89,16 @@ def test_a_gallery_keeps_its_row_codes_exact_through_changes_copies_and_pickling
         kept = (gallery._codes[:, :n], gallery._ones[:n], gallery._h[:n], gallery._g[:n], gallery._err[:n])
         for mine, expected in zip(kept, fresh, strict=True):
             assert np.array_equal(mine, expected)
+
+
+def test_the_compiled_centroid_bounds_equal_the_gallerys_and_keep_the_highest() -> None:
+    X, labels = gallery_rows(400, 5, 0.75, seed=7)
+    g = Gallery.from_arrays(X, [f"s{i}" for i in labels])
+    probes = normalise(np.vstack([np.random.default_rng(8).standard_normal((5, 512)), X[:5]]))
+    expected = g._upper_bounds(g.centroid_scores(probes))
+    for cs, want in zip(g.centroid_scores(probes), expected, strict=True):
+        ub, top = rowbound.centroid_bounds(cs, None, g._cos_rho[: g.n_labels], 32)
+        np.testing.assert_allclose(ub, want, atol=1e-12)
+        assert np.sort(ub[top])[0] >= np.sort(ub)[-32]
+        widened, _ = rowbound.centroid_bounds(cs - 0.01, np.full(len(cs), 0.01, np.float32), g._cos_rho[: g.n_labels], 32)
+        assert np.all(widened >= ub - 1e-6)

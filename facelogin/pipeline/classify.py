@@ -245,6 +245,8 @@ class Gallery:
         self._refresh_bounds(touched)
         self._slots = None
         self._version += 1
+        if self._n > self.exact_rows:
+            rowbound.warm_up()
 
     def add(self, label: object, X: np.ndarray) -> None:
         """Append rows for one student (new or existing)."""
@@ -547,6 +549,8 @@ class Gallery:
         self._init_int8_centroids(L)
         self._init_row_bounds(len(self._X))
         self._refresh_bounds(np.arange(L))
+        if n > self.exact_rows:  # a serving process loads the model: the first login should not wait
+            rowbound.warm_up()
 
     # -- scoring --
     def _reduce(self, S: np.ndarray, slots: np.ndarray) -> np.ndarray:

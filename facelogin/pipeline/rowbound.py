@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["WORDS", "candidate_rows", "centroid_bounds", "encode_rows", "int8_centroid_scores", "probe_planes", "quantise_centroids"]
+__all__ = ["WORDS", "candidate_rows", "centroid_bounds", "warm_up", "encode_rows", "int8_centroid_scores", "probe_planes", "quantise_centroids"]
 
 WORDS = 8  # 512 sign bits as 64-bit words
 PLANES = 4  # bit planes of the rounded probe: 16 levels
@@ -173,6 +173,20 @@ def centroid_bounds(
     errors = np.zeros(L, np.float32) if cerr is None else cerr
     _bounds_kernel()(np.ascontiguousarray(cscores, dtype=np.float32), errors, cos_rho, len(top), ub, top)
     return ub, top
+
+
+@lru_cache(maxsize=1)
+def warm_up() -> None:
+    """Import numba and load (or compile, ~2 s, then cached on disk) the kernels, once per process:
+    a gallery large enough to need them calls this when it is built or loaded, so the first
+    login's probe does not pay for it."""
+    X = np.eye(64 * WORDS, dtype=np.float32)[:2]
+    codes, ones, h, g, err = encode_rows(X, X)
+    label = np.zeros(2, dtype=np.int32)
+    candidate_rows(2, codes, ones, h, g, err, label, np.ones(1, np.float32), X[0], 0.0, low_bar=-1.0, low_budget=2)
+    levels, scale, c_err = quantise_centroids(X)
+    int8_centroid_scores(levels, scale, X)
+    centroid_bounds(np.ones(2, np.float32), c_err, np.ones(2, np.float32), 1)
 
 
 @lru_cache(maxsize=1)

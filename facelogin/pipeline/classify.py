@@ -178,7 +178,9 @@ class Gallery:
         self._labels: list[str] = []
         self._index: dict[str, int] = {}
         # Per-student running sums keep centroids exact under add/remove without touching other rows.
-        self._sums = np.zeros((0, dim), dtype=np.float64)
+        # float32: a student's sum only ever grows by a few unit rows (removal drops the whole
+        # student), and float64 sums were 410 MB of a 100,000-student serving process.
+        self._sums = np.zeros((0, dim), dtype=np.float32)
         self._counts = np.zeros(0, dtype=np.int64)
         self._centroids = np.zeros((0, dim), dtype=np.float32)
         # Per student, the cosine between the centroid and the student's farthest row: the angular
@@ -350,7 +352,7 @@ class Gallery:
             return
         cap = max(needed, len(self._sums) + len(self._sums) // 8, 16)
         L = used
-        sums = np.zeros((cap, self.dim), dtype=np.float64)
+        sums = np.zeros((cap, self.dim), dtype=np.float32)
         sums[:L] = self._sums[:L]
         counts = np.zeros(cap, dtype=np.int64)
         counts[:L] = self._counts[:L]
@@ -531,7 +533,7 @@ class Gallery:
         self.row_bound_students, self.coarse_students, self._coarse_memo = 64, 20_000, None
         self.__dict__.update(state)
         L, n = len(self._labels), self._n
-        self._sums = np.zeros((L, self.dim), dtype=np.float64)
+        self._sums = np.zeros((L, self.dim), dtype=np.float32)
         self._counts = np.bincount(self._row_label[:n], minlength=L).astype(np.int64)[:L]
         self._centroids = np.zeros((L, self.dim), dtype=np.float32)
         if n:
@@ -542,9 +544,11 @@ class Gallery:
                 li = self._row_label[block]
                 starts = np.flatnonzero(np.r_[True, li[1:] != li[:-1]])
                 self._sums[li[starts]] += np.add.reduceat(self._X[block], starts, axis=0)
-            norms = np.linalg.norm(self._sums, axis=1, keepdims=True)
-            norms[norms == 0] = 1.0
-            self._centroids[:] = self._sums / norms
+            for start in range(0, L, _ROW_CHUNK):  # no gallery-sized temporaries
+                sums = self._sums[start : start + _ROW_CHUNK]
+                norms = np.linalg.norm(sums, axis=1, keepdims=True)
+                norms[norms == 0] = 1.0
+                self._centroids[start : start + _ROW_CHUNK] = sums / norms
         self._cos_rho = np.ones(L, dtype=np.float32)
         self._init_int8_centroids(L)
         self._init_row_bounds(len(self._X))

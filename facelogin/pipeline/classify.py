@@ -234,16 +234,21 @@ class Gallery:
         self._n += k
         order = np.argsort(li, kind="stable")
         sorted_li = li[order]
-        starts = np.flatnonzero(np.r_[True, sorted_li[1:] != sorted_li[:-1]])
-        touched = sorted_li[starts]
-        # float32 partial sums over a few rows per student lose nothing that matters; a float64 copy
-        # of a 30,000-student gallery would be a 600 MB temporary.
-        self._sums[touched] += np.add.reduceat(X[order], starts, axis=0)
+        touched = sorted_li[np.flatnonzero(np.r_[True, sorted_li[1:] != sorted_li[:-1]])]
+        # float32 partial sums over a few rows per student lose nothing that matters; in blocks of
+        # rows, as a sorted copy of a 500,000-row load would be a 1 GB temporary.
+        for start in range(0, k, _ROW_CHUNK):
+            block = order[start : start + _ROW_CHUNK]
+            block_li = li[block]
+            starts = np.flatnonzero(np.r_[True, block_li[1:] != block_li[:-1]])
+            self._sums[block_li[starts]] += np.add.reduceat(X[block], starts, axis=0)
         self._counts[:L] += np.bincount(li, minlength=L)[:L]
-        sums = self._sums[touched]
-        norms = np.linalg.norm(sums, axis=1, keepdims=True)
-        norms[norms == 0] = 1.0
-        self._centroids[touched] = (sums / norms).astype(np.float32)
+        for start in range(0, len(touched), _ROW_CHUNK):
+            some = touched[start : start + _ROW_CHUNK]
+            sums = self._sums[some]
+            norms = np.linalg.norm(sums, axis=1, keepdims=True)
+            norms[norms == 0] = 1.0
+            self._centroids[some] = (sums / norms).astype(np.float32)
         self._refresh_bounds(touched)
         self._slots = None
         self._version += 1

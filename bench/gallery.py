@@ -128,7 +128,7 @@ def measure(students: int, seed: int, *, levers: dict | None = None, faiss_lever
         cs = centroids @ probe
         centroid_pass.append((time.perf_counter() - t0) * 1000)
         t0 = time.perf_counter()
-        rowbound.int8_centroid_scores(gallery._c8[:L], gallery._c8_scale[:L], probe[None, :])
+        rowbound.int8_centroid_scores(gallery._c8[:L], gallery._c8_scale[:L], gallery._c8_err[:L], probe[None, :])
         int8_pass.append((time.perf_counter() - t0) * 1000)
         cs = centroids @ stranger
         t0 = time.perf_counter()

@@ -77,19 +77,19 @@ def scan(n, codes, ones, h, g, err, row_label, cscores, cerr, planes, q0, delta,
     return found, low_found
 
 
-# Reassociation lets LLVM keep several vector accumulators; the caller's error bound allows for the
-# float32 rounding of any summation order.
-@njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
-def int8_scores(levels, scale, probes, out):  # type: ignore[no-untyped-def]
+# int8 x int8 products summed in int32 (exact: 512 x 127 x 127 < 2**31); written with int16 products
+# so that LLVM emits VPMADDWD (32 products an instruction), 1.6x faster than converting to float32.
+@njit(nogil=True, cache=True)
+def int8_dots(levels, probe_levels, out):  # type: ignore[no-untyped-def]
     # students outer, probes inner: each student's 512 bytes are read once for a batch of probes
     for s in range(levels.shape[0]):
         row = levels[s]
-        for p in range(probes.shape[0]):
-            probe = probes[p]
-            acc = np.float32(0.0)
+        for p in range(probe_levels.shape[0]):
+            probe = probe_levels[p]
+            acc = np.int32(0)
             for j in range(row.shape[0]):
-                acc += probe[j] * np.float32(row[j])
-            out[p, s] = acc * scale[s]
+                acc += np.int32(np.int16(probe[j]) * np.int16(row[j]))
+            out[p, s] = acc
 
 
 @njit(nogil=True, cache=True)

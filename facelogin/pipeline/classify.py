@@ -191,7 +191,7 @@ class Gallery:
         # every centroid reads these, a quarter of the bytes, and scores exactly only the few
         # students whose bound needs it.
         self._init_int8_centroids(0)
-        self._coarse_memo: tuple[int, bytes, np.ndarray] | None = None
+        self._coarse_memo: tuple[int, bytes, tuple[np.ndarray, np.ndarray]] | None = None
         # Per row, parallel to ``_X``: the sign code and factors of ``rowbound``'s bound (80 bytes a
         # row), kept exact under add/remove like the radii; never pickled, rebuilt on load.
         self._init_row_bounds(0)
@@ -485,9 +485,9 @@ class Gallery:
         memo = self._coarse_memo
         L = len(self._labels)
         if memo is None or memo[0] != self._version or memo[1] != key:
-            memo = (self._version, key, rowbound.int8_centroid_scores(self._c8[:L], self._c8_scale[:L], probes))
+            memo = (self._version, key, rowbound.int8_centroid_scores(self._c8[:L], self._c8_scale[:L], self._c8_err[:L], probes))
             self._coarse_memo = memo
-        return memo[2], self._c8_err[:L]
+        return memo[2]
 
     def nearest_centroids(self, probes: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
         """Per probe, the student with the nearest centroid (exactly: the same as the argmax of
@@ -495,7 +495,7 @@ class Gallery:
 
         Every student whose int8 score could be the best (within the error bound of the leader) is
         rescored from the float32 centroid; the probability's denominator takes the others' int8
-        scores, whose error is bounded by ``int8_centroid_scores`` (~0.01 at worst, ~4e-4 typical:
+        scores, whose error is bounded by ``int8_centroid_scores`` (~0.02 at worst, ~5e-4 typical:
         the probability is then off by ~1e-4 relative, never enough to change an argmax)."""
         probes = normalise(probes)
         approx, err = self.int8_centroid_scores(probes)

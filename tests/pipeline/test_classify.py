@@ -466,7 +466,7 @@ def test_int8_centroid_scores_stay_within_their_error_bound() -> None:
     probes = np.vstack([strangers(20), near(X[::50], 0.2), X[:5], -X[5:8]])
     approx, err = g.int8_centroid_scores(probes)
     assert np.all(np.abs(approx - g.centroid_scores(probes)) <= err)
-    assert float(err.max()) < 0.02
+    assert float(err.max()) < 0.03
 
 
 def test_the_int8_nearest_centroid_is_the_exact_one_with_nearly_its_probability() -> None:

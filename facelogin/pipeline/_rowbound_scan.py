@@ -8,9 +8,6 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
 
-TILE = 2_048  # rows per block: the block's buffers stay in L1/L2
-
-
 @intrinsic
 def popcount(typingctx: Any, word: Any) -> Any:
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
@@ -21,11 +18,12 @@ def popcount(typingctx: Any, word: Any) -> Any:
 
 # Written out word by word and in separate loops: LLVM then vectorises the popcounts across rows
 # (AVX-512 VPOPCNTQ on this machine's CPU); a loop over the words of each row stayed scalar and was
-# 1.6x slower.
+# 1.6x slower. The codes come in blocks of rows (see ``rowbound.TILE``).
 @njit(nogil=True, cache=True)
 def scan(n, codes, ones, h, g, err, row_label, cscores, cerr, planes, q0, delta, total, l1, bar, out, low_bar, low_out):  # type: ignore[no-untyped-def]
-    level = np.empty(TILE, np.uint64)
-    bound = np.empty(TILE, np.float64)
+    tile = codes.shape[2]  # codes: (blocks, 8 words, tile rows)
+    level = np.empty(tile, np.uint64)
+    bound = np.empty(tile, np.float64)
     p0 = planes[0]
     p1 = planes[1]
     p2 = planes[2]
@@ -34,15 +32,18 @@ def scan(n, codes, ones, h, g, err, row_label, cscores, cerr, planes, q0, delta,
     b0, b1, b2, b3, b4, b5, b6, b7 = p1[0], p1[1], p1[2], p1[3], p1[4], p1[5], p1[6], p1[7]
     c0, c1, c2, c3, c4, c5, c6, c7 = p2[0], p2[1], p2[2], p2[3], p2[4], p2[5], p2[6], p2[7]
     d0, d1, d2, d3, d4, d5, d6, d7 = p3[0], p3[1], p3[2], p3[3], p3[4], p3[5], p3[6], p3[7]
-    w0, w1, w2, w3, w4, w5, w6, w7 = codes[0], codes[1], codes[2], codes[3], codes[4], codes[5], codes[6], codes[7]
     found = 0
     low_found = 0  # counts on past the end of low_out: the caller then knows it is incomplete
     budget = len(low_out)
-    for start in range(0, n, TILE):
-        m = min(TILE, n - start)
+    for block in range(codes.shape[0]):
+        start = block * tile
+        m = min(tile, n - start)
+        if m <= 0:
+            break
+        words = codes[block]
+        w0, w1, w2, w3, w4, w5, w6, w7 = words[0], words[1], words[2], words[3], words[4], words[5], words[6], words[7]
         for t in range(m):
-            r = start + t
-            x0, x1, x2, x3, x4, x5, x6, x7 = w0[r], w1[r], w2[r], w3[r], w4[r], w5[r], w6[r], w7[r]
+            x0, x1, x2, x3, x4, x5, x6, x7 = w0[t], w1[t], w2[t], w3[t], w4[t], w5[t], w6[t], w7[t]
             e0 = (
                 popcount(a0 & x0) + popcount(a1 & x1) + popcount(a2 & x2) + popcount(a3 & x3)
                 + popcount(a4 & x4) + popcount(a5 & x5) + popcount(a6 & x6) + popcount(a7 & x7)

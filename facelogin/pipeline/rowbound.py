@@ -32,9 +32,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["WORDS", "candidate_rows", "centroid_bounds", "warm_up", "encode_rows", "int8_centroid_scores", "probe_planes", "quantise_centroids"]
+__all__ = ["TILE", "WORDS", "as_blocks", "candidate_rows", "centroid_bounds", "warm_up", "encode_rows", "int8_centroid_scores", "probe_planes", "quantise_centroids"]
 
 WORDS = 8  # 512 sign bits as 64-bit words
+# The scan's codes are stored in blocks of TILE rows, (blocks, WORDS, TILE): each word of a block is
+# contiguous, and one block's buffers stay in L1/L2.
+TILE = 2_048
 PLANES = 4  # bit planes of the rounded probe: 16 levels
 _ENCODE_CHUNK = 4_096  # rows per float64 block when encoding (16 MB temporaries)
 
@@ -69,6 +72,16 @@ def encode_rows(X: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, ...]:
         ones[sl] = bits.sum(axis=1)
         h[sl], g[sl], err[sl] = hh, gg, e32
     return codes, ones, h, g, err
+
+
+def as_blocks(codes: np.ndarray) -> np.ndarray:
+    """(WORDS, rows) codes in the scan's layout, (blocks, WORDS, TILE)."""
+    rows = codes.shape[1]
+    blocks = np.zeros(((rows + TILE - 1) // TILE, WORDS, TILE), dtype=np.uint64)
+    padded = np.zeros((WORDS, len(blocks) * TILE), dtype=np.uint64)
+    padded[:, :rows] = codes
+    blocks[:] = padded.reshape(WORDS, len(blocks), TILE).transpose(1, 0, 2)
+    return blocks
 
 
 def probe_planes(probe: np.ndarray) -> tuple[np.ndarray, float, float, int, float]:
@@ -108,6 +121,8 @@ def candidate_rows(
     With ``low_bar`` (<= ``bar``), also the rows whose bound reaches ``low_bar`` when there are at
     most ``low_budget`` of them (None when there are more): what a caller needs to prove a lower
     score the best when that is cheap, in the same pass."""
+    if codes.ndim == 2:  # (WORDS, rows), as encode_rows returns them
+        codes = as_blocks(codes)
     planes, q0, delta, total, l1 = probe_planes(probe)
     out = np.empty(n, dtype=np.int64)
     low_out = np.empty(low_budget if low_bar is not None else 0, dtype=np.int64)

@@ -86,7 +86,8 @@ def test_a_gallery_keeps_its_row_codes_exact_through_changes_copies_and_pickling
     for gallery in (g, copy, pickle.loads(pickle.dumps(copy))):
         n = gallery.n_rows
         fresh = rowbound.encode_rows(gallery.embeddings, gallery.centroids()[gallery._row_label[:n]])
-        kept = (gallery._codes[:, :n], gallery._ones[:n], gallery._h[:n], gallery._g[:n], gallery._err[:n])
+        codes = gallery._codes.transpose(1, 0, 2).reshape(rowbound.WORDS, -1)[:, :n]  # blocks back to rows
+        kept = (codes, gallery._ones[:n], gallery._h[:n], gallery._g[:n], gallery._err[:n])
         for mine, expected in zip(kept, fresh, strict=True):
             assert np.array_equal(mine, expected)
 

@@ -18,12 +18,26 @@ login uses (``decide.train_model`` with the default nearest-centroid classifier 
   time (``decide.vote_frames``, one search for the batch), per probe: daphne's batcher votes the frames
   waiting together this way, off the event loop;
 * ``top1_agrees``: the fraction of those 400 probes whose top student from ``Gallery.search``
-  equals the exact answer (every row scored); must be 1.0;
+  equals the exact answer (every row scored); must be 1.0; ``decisions_agree``: the fraction whose
+  vote (the student voted for, or none, and the reason) equals the vote of the same model with an
+  exact full pass for every probe; must be 1.0 too; ``strangers_accepted``: strangers voted for
+  anyone; must be 0;
 * ``add_student_s``: enrolling one more student without a retrain (``TrainedModel.add_student``) plus
   the threshold for the new gallery size (``Calibration.threshold_for``), what keeps enrolment quick;
-* ``model_mb``: the serialised model, and ``rss_mb``: this process's peak memory so far;
+* ``model_mb``: the serialised model, and ``rss_mb``: this process's peak memory so far (it made
+  the synthetic gallery and trained on it); ``serving_rss_mb``: a fresh process that only loads the
+  model from its bytes and votes, as daphne does: its peak, and ``serving_steady_rss_mb`` after
+  the load;
+* ``centroid_pass_ms``: the bare product of one probe with every student's centroid, which the
+  nearest-centroid classifier computed for every probe (its softmax needs every score), and
+  ``int8_centroid_pass_ms`` the same from the int8 centroids that replace it above
+  ``Gallery.coarse_students``; ``row_scan_ms``: the rows' bounds checked for one stranger
+  (``rowbound.candidate_rows``), the search's cost of ruling a stranger out;
 * ``ceiling_ms``: the bare matrix product of one probe against every stored embedding, in the same
   run, so the figures read as ratios of the machine's own speed.
+
+With ``--runs N`` every size is measured N times on N galleries (seeds ``--seed`` .. + N - 1); the
+table then shows each run and, per size, the median of the runs and the worst run.
 
 Prints a table and writes JSON (default ``bench/results/gallery.json``).
 """
@@ -31,18 +45,23 @@ Prints a table and writes JSON (default ``bench/results/gallery.json``).
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from facelogin.pipeline.decide import train_model, vote_frames
+from facelogin.pipeline import rowbound
+from facelogin.pipeline.decide import TrainedModel, train_model, vote_frames
 
 PER_STUDENT = 5
 DIM = 512
@@ -58,13 +77,18 @@ def synthetic_gallery(students: int, rng: np.random.Generator) -> tuple[np.ndarr
     return X, labels
 
 
-def measure(students: int, seed: int) -> dict:
+def measure(students: int, seed: int, *, levers: dict | None = None, faiss_levers: bool = False) -> dict:
+    """One gallery of ``students``; ``levers`` sets Gallery attributes after training (e.g.
+    ``row_bound_students=10**12`` turns the rows' bounds off, ``coarse_students=10**12`` the int8
+    centroids) to measure each lever on its own."""
     rng = np.random.default_rng(seed)
     X, labels = synthetic_gallery(students, rng)
 
     started = time.perf_counter()
     model = train_model(X, labels, holdout=0.0, seed=seed)
     train_s = time.perf_counter() - started
+    for name, value in (levers or {}).items():
+        setattr(model.gallery, name, value)
 
     probes = X[rng.integers(0, len(X), 200)] + rng.standard_normal((200, DIM)).astype(np.float32) * 0.02
     probes /= np.linalg.norm(probes, axis=1, keepdims=True)
@@ -91,14 +115,28 @@ def measure(students: int, seed: int) -> dict:
         model.gallery.search(probe[None, :], k=2, floor=floor)
         floor_times.append((time.perf_counter() - t0) * 1000)
     both = np.vstack([probes, stranger_probes])
-    found, _ = model.gallery.search(both, k=1)
-    exact = [model.gallery.labels[j] for j in np.argmax(model.gallery.similarities(both), axis=1)]
-    agree = sum(f[0] == e for f, e in zip(found, exact)) / len(both)
-    ceiling = []
-    for probe in probes[:50]:
+    faiss_ms = faiss_search_ms(X, both[::8]) if faiss_levers else {}
+    agree, decisions = exact_agreement(model, both)
+    ceiling, centroid_pass, int8_pass, row_scan = [], [], [], []
+    gallery = model.gallery
+    centroids, L = gallery.centroids(), gallery.n_labels
+    for probe, stranger in zip(probes[:50], stranger_probes[:50], strict=True):
         t0 = time.perf_counter()
         _ = X @ probe
         ceiling.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        cs = centroids @ probe
+        centroid_pass.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        rowbound.int8_centroid_scores(gallery._c8[:L], gallery._c8_scale[:L], gallery._c8_err[:L], probe[None, :])
+        int8_pass.append((time.perf_counter() - t0) * 1000)
+        cs = centroids @ stranger
+        t0 = time.perf_counter()
+        rowbound.candidate_rows(
+            gallery.n_rows, gallery._codes, gallery._ones, gallery._h, gallery._g, gallery._err,
+            gallery._row_label, cs, stranger, float(model.threshold),
+        )
+        row_scan.append((time.perf_counter() - t0) * 1000)
 
     def per_frame_in_batches(rows: np.ndarray, size: int = 8) -> float:
         # daphne votes a batch of frames at once (decide.recognise_batch): one search for all of them
@@ -118,9 +156,12 @@ def measure(students: int, seed: int) -> dict:
     add_s = time.perf_counter() - started
 
     blob = model.to_bytes()
+    embeddings, model_threshold = len(X), float(model.threshold)
+    del model, X  # the serving process's figure is measured beside this one, not on top of it
+    serving = serving_rss(blob, both[:50])
     return {
         "students": students,
-        "embeddings": len(X),
+        "embeddings": embeddings,
         "train_s": round(train_s, 2),
         "identify_ms": round(statistics.median(times), 3),
         "identify_p95_ms": round(sorted(times)[int(0.95 * len(times))], 3),
@@ -133,20 +174,157 @@ def measure(students: int, seed: int) -> dict:
         "stranger_in_batches_of_8_ms": stranger_batched_ms,
         "strangers_accepted": strangers_accepted,
         "top1_agrees": round(agree, 4),
+        "decisions_agree": round(decisions, 4),
         "ceiling_ms": round(statistics.median(ceiling), 3),
+        "centroid_pass_ms": round(statistics.median(centroid_pass), 3),
+        "int8_centroid_pass_ms": round(statistics.median(int8_pass), 3),
+        "row_scan_ms": round(statistics.median(row_scan), 3),
         "add_student_s": round(add_s, 4),
-        "threshold": round(float(model.threshold), 4),
+        "threshold": round(model_threshold, 4),
         "threshold_after_add": round(float(threshold), 4),
         "genuine_frame_accept": round(correct / len(probes), 3),
         "model_mb": round(len(blob) / 1e6, 1),
         "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0),
+        "serving_rss_mb": serving["peak_mb"],
+        "serving_steady_rss_mb": serving["steady_mb"],
+        **faiss_ms,
     }
+
+
+def faiss_search_ms(X: np.ndarray, probes: np.ndarray) -> dict[str, float]:
+    """The levers not taken, measured: faiss's exact and scalar-quantised flat indexes searching
+    every row for one probe at a time (median ms; one thread, as daphne's analyser)."""
+    import faiss  # only with --faiss: not a dependency of the portal
+
+    faiss.omp_set_num_threads(1)
+    out = {}
+    for name, index in (
+        ("faiss_flat_ms", faiss.IndexFlatIP(X.shape[1])),
+        ("faiss_sq8_ms", faiss.IndexScalarQuantizer(X.shape[1], faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)),
+        ("faiss_fp16_ms", faiss.IndexScalarQuantizer(X.shape[1], faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)),
+    ):
+        index.train(X[:100_000])
+        index.add(X)
+        times = []
+        for probe in probes:
+            t0 = time.perf_counter()
+            index.search(probe[None, :], 2)
+            times.append((time.perf_counter() - t0) * 1000)
+        out[name] = round(statistics.median(times), 3)
+        del index
+    return out
+
+
+def exact_agreement(model: TrainedModel, probes: np.ndarray, chunk: int = 16) -> tuple[float, float]:
+    """(top-1 agreement of ``Gallery.search`` with every row scored, vote agreement with a model whose
+    gallery scores every row for every probe): the search's shortcuts must change no decision."""
+    exact_gallery = copy.copy(model.gallery)
+    exact_gallery.exact_rows = 10**12  # the dense path: one exact pass over every row
+    exact_gallery.coarse_students = 10**12  # and float32 centroids for the classifier
+    exact_gallery._memo = exact_gallery._coarse_memo = None
+    exact_classifier = copy.copy(model.classifier)
+    if getattr(exact_classifier, "gallery", None) is model.gallery:
+        exact_classifier.gallery = exact_gallery  # type: ignore[attr-defined]
+    exact_model = dataclasses.replace(model, classifier=exact_classifier, gallery=exact_gallery)
+    top1 = votes = 0
+    for start in range(0, len(probes), chunk):  # small blocks: a 500,000-row pass makes big temporaries
+        block = probes[start : start + chunk]
+        found, _ = model.gallery.search(block, k=1)
+        exact = np.argmax(model.gallery.similarities(block), axis=1)
+        top1 += sum(f[0] == model.gallery.labels[e] for f, e in zip(found, exact))
+        fast, slow = vote_frames(model, block), vote_frames(exact_model, block)
+        votes += sum((a.label, a.reason) == (b.label, b.reason) for a, b in zip(fast, slow))
+    return top1 / len(probes), votes / len(probes)
+
+
+_SERVE = """
+import sys
+import numpy as np
+from threadpoolctl import threadpool_limits
+from facelogin.pipeline.decide import TrainedModel
+threadpool_limits(1)
+model = TrainedModel.from_bytes(open(sys.argv[1], "rb").read())
+for probe in np.load(sys.argv[2]):
+    model.vote(probe)
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through exec
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+print(int(status["VmHWM"].split()[0]) // 1024, int(status["VmRSS"].split()[0]) // 1024)
+"""
+
+
+def serving_rss(blob: bytes, probes: np.ndarray) -> dict[str, float]:
+    """Peak and steady RSS (MB) of a process that loads the model from its bytes and votes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model_path, probes_path = Path(tmp) / "model.bin", Path(tmp) / "probes.npy"
+        model_path.write_bytes(blob)
+        np.save(probes_path, probes)
+        out = subprocess.run(
+            [sys.executable, "-c", _SERVE, str(model_path), str(probes_path)],
+            check=True, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
+        ).stdout.split()
+    return {"peak_mb": float(out[0]), "steady_mb": float(out[1])}
+
+
+# (key, header, worst is the largest) for the table and the per-size summary
+COLUMNS = [
+    ("train_s", "train s", True),
+    ("identify_ms", "identify ms", True),
+    ("identify_p95_ms", "p95", True),
+    ("identify_cpu_ms", "CPU", True),
+    ("stranger_ms", "stranger ms", True),
+    ("stranger_p95_ms", "p95", True),
+    ("stranger_cpu_ms", "CPU", True),
+    ("identify_in_batches_of_8_ms", "id/8", True),
+    ("stranger_in_batches_of_8_ms", "str/8", True),
+    ("strangers_accepted", "str in", True),
+    ("top1_agrees", "top-1 ok", False),
+    ("decisions_agree", "votes ok", False),
+    ("centroid_pass_ms", "centroids ms", True),
+    ("int8_centroid_pass_ms", "int8", True),
+    ("row_scan_ms", "row scan", True),
+    ("ceiling_ms", "rows ms", True),
+    ("add_student_s", "add one s", True),
+    ("threshold", "threshold", True),
+    ("model_mb", "model MB", True),
+    ("rss_mb", "RSS MB", True),
+    ("serving_rss_mb", "serve MB", True),
+    ("serving_steady_rss_mb", "steady", True),
+]
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Per size: the median of the runs and the worst run, column by column."""
+    out = []
+    for students in dict.fromkeys(r["students"] for r in rows):
+        mine = [r for r in rows if r["students"] == students]
+        for kind in ("median", "worst"):
+            row: dict = {"students": students, "of": kind, "runs": len(mine)}
+            for key, _, larger_is_worse in COLUMNS:
+                values = [r[key] for r in mine]
+                if kind == "median":
+                    row[key] = round(statistics.median(values), 4)
+                else:
+                    row[key] = max(values) if larger_is_worse else min(values)
+            out.append(row)
+    return out
+
+
+def print_table(rows: list[dict], summary: list[dict]) -> None:
+    widths = [max(len(header), 7) for _, header, _ in COLUMNS]
+    print(f"{'students':>9} {'run':>6} " + " ".join(f"{h:>{w}}" for (_, h, _), w in zip(COLUMNS, widths)))
+    for r in rows + summary:
+        run = r.get("of", r.get("run"))
+        print(f"{r['students']:>9} {run!s:>6} " + " ".join(f"{r[k]!s:>{w}}" for (k, _, _), w in zip(COLUMNS, widths)))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--students", type=int, action="append", help="gallery sizes (repeatable)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--runs", type=int, default=1, help="galleries per size (seeds seed, seed+1, ...)")
+    parser.add_argument("--no-row-bounds", action="store_true", help="lever off: no rows' bounds (an exact pass instead)")
+    parser.add_argument("--no-int8", action="store_true", help="lever off: float32 centroid scores for every probe")
+    parser.add_argument("--faiss", action="store_true", help="also time faiss flat/SQ8/fp16 indexes (pip install faiss-cpu)")
     parser.add_argument("--json", type=Path, default=Path("bench/results/gallery.json"))
     args = parser.parse_args(argv)
     sizes = args.students or [1000, 10000, 30000]
@@ -158,24 +336,30 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         pass
 
-    rows = [measure(n, args.seed) for n in tqdm(sizes, desc="gallery sizes", file=sys.stderr)]
-    header = (
-        f"{'students':>9} {'train s':>8} {'identify ms':>12} {'p95 ms':>8} {'CPU ms':>7} {'stranger ms':>12} {'p95 ms':>8} {'CPU ms':>7} "
-        f"{'w/ floor':>9} {'id/8 ms':>8} {'str/8 ms':>9} {'top-1 ok':>9} {'ceiling ms':>11} {'add one s':>10} {'threshold':>10} {'model MB':>9} {'RSS MB':>7}"
-    )
-    print(header)
-    for r in rows:
-        print(
-            f"{r['students']:>9} {r['train_s']:>8} {r['identify_ms']:>12} {r['identify_p95_ms']:>8} {r['identify_cpu_ms']:>7} "
-            f"{r['stranger_ms']:>12} {r['stranger_p95_ms']:>8} {r['stranger_cpu_ms']:>7} {r['stranger_floor_ms']:>9} "
-            f"{r['identify_in_batches_of_8_ms']:>8} {r['stranger_in_batches_of_8_ms']:>9} {r['top1_agrees']:>9} "
-            f"{r['ceiling_ms']:>11} {r['add_student_s']:>10} {r['threshold']:>10} {r['model_mb']:>9} {r['rss_mb']:>7}"
-        )
+    runs = [(n, args.seed + r) for n in sizes for r in range(args.runs)]
+    rows = []
+    for n, seed in tqdm(runs, desc="galleries", file=sys.stderr):
+        levers = {}
+        if args.no_row_bounds:
+            levers["row_bound_students"] = 10**12
+        if args.no_int8:
+            levers["coarse_students"] = 10**12
+        rows.append({"run": seed - args.seed, "seed": seed, **measure(n, seed, levers=levers, faiss_levers=args.faiss)})
+    summary = summarise(rows)
+    print_table(rows, summary)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()
     print(f"machine load average at the end: {load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f}")
     args.json.write_text(
-        json.dumps({"command": "python -m bench.gallery " + " ".join(sys.argv[1:]), "load_average": load, "rows": rows}, indent=2)
+        json.dumps(
+            {
+                "command": "python -m bench.gallery " + " ".join(sys.argv[1:]),
+                "load_average": load,
+                "rows": rows,
+                "summary": summary,
+            },
+            indent=2,
+        )
     )
     print(f"wrote {args.json}", file=sys.stderr)
     return 0

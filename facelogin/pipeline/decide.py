@@ -196,6 +196,12 @@ def vote_frames(model: TrainedModel, embeddings: np.ndarray) -> list[FrameVote]:
         return []
     config, threshold = model.config, model.threshold
     cls_labels, probs = model.classifier.predict(X)
+    if config.min_probability > 0 and getattr(model.classifier, "approximate_probability", False):
+        # The gate compares the probability itself: take the exact softmax (one float32 pass over
+        # every centroid), not the int8 estimate a large gallery's classifier reports.
+        proba = model.classifier.predict_proba(X)
+        column = {label: j for j, label in enumerate(model.classifier.classes)}
+        probs = proba[np.arange(len(X)), [column[label] for label in cls_labels]]
     # What can change a decision: the best student, and a runner-up at or above threshold - margin and
     # within margin of the best (the margin rule). The search is exact for those, so a genuine probe's
     # distant runner-up does not cost a pass over a large gallery (a stranger still can: near every

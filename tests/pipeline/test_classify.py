@@ -317,3 +317,185 @@ def test_search_over_30000_students_takes_under_10_ms() -> None:
     g.remove(y[0])
     g.search(X[5:6])
     assert time.perf_counter() - t < 1.0  # one enrolment: no refit, one re-index
+
+
+def ranked_brute_force(X: np.ndarray, y: list[str], probes: np.ndarray, labels: list[str], top_k: int) -> list[list[tuple[str, float]]]:
+    """Per probe, every student with their brute-force score, best first (ties: ``labels`` order)."""
+    per_label = brute_force(X, y, probes, top_k)
+    order = {label: i for i, label in enumerate(labels)}
+    return [
+        sorted(((label, float(per_label[label][i])) for label in labels), key=lambda ls: (-round(ls[1], 5), order[ls[0]]))
+        for i in range(len(probes))
+    ]
+
+
+def same_students(found: list[str], ranked: list[tuple[str, float]]) -> bool:
+    """``found`` are the first students of ``ranked`` in order, but for exact ties (the student
+    enrolled under two ids), which BLAS may break either way when it scores them in different blocks."""
+    scores = dict(ranked)
+    return all(
+        name == label or abs(scores.get(name, np.inf) - score) < 1e-6 for name, (label, score) in zip(found, ranked)
+    ) and len(found) <= len(ranked)
+
+
+def gallery_with_ties(seed: int, noise: float = 0.75) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """The benchmark's shape (5 photos at cosine ~0.8 to their centre, noise 0.75) plus near-ties:
+    twins whose photos differ by 1e-3, a student enrolled twice under two ids (exact ties), one
+    with one photo."""
+    X, y, centres = clusters(600, 5, noise=noise, seed=seed)
+    rng = np.random.default_rng(seed + 100)
+    twin = near(np.repeat(strangers(1, seed=seed + 1), 5, axis=0), 0.75, seed=seed + 2)
+    twin2 = normalise(twin + 1e-3 * rng.standard_normal(twin.shape))
+    dup = near(np.repeat(strangers(1, seed=seed + 3), 4, axis=0), 0.6, seed=seed + 4)
+    # and students with one photo far from their other four: found by that photo's own bound alone
+    odd = strangers(20, seed=seed + 6)
+    owners = near(np.repeat(strangers(20, seed=seed + 9), 4, axis=0), 0.5, seed=seed + 10)
+    X = np.vstack([X, twin, twin2, dup, dup, strangers(1, seed=seed + 5), owners, odd])
+    y = y + ["twinA"] * 5 + ["twinB"] * 5 + ["dupA"] * 4 + ["dupB"] * 4 + ["single"]
+    y = y + [f"odd{i}" for i in np.repeat(np.arange(20), 4)] + [f"odd{i}" for i in range(20)]
+    return X, y, np.vstack([centres, twin[:1], dup[:1], odd])
+
+
+@pytest.mark.parametrize("top_k", [1, 3])
+@pytest.mark.parametrize(("seed", "noise", "int8"), [(0, 0.75, False), (1, 0.75, True), (2, 1.3, False), (3, 1.3, True)])
+def test_the_search_with_row_bounds_returns_the_brute_force_top_students_and_scores(
+    monkeypatch, top_k: int, seed: int, noise: float, int8: bool
+) -> None:
+    # noise 1.3: photos at cosine ~0.4 to their centre, so every centroid bound is near 1 and the
+    # shortlist is blind: the rows' bounds alone decide whom to score. int8: the centroid scores
+    # behind both bounds come from the int8 centroids, within their error bound.
+    from facelogin.pipeline import rowbound
+
+    X, y, centres = gallery_with_ties(seed, noise)
+    fast = Gallery.from_arrays(
+        X, y, top_k=top_k, exact_rows=0, shortlist=4, row_bound_students=0, coarse_students=0 if int8 else 10**9
+    )
+    probes = np.vstack([
+        near(centres[::20], 0.5, seed=seed),  # enrolled students, the twins and the duplicated one
+        near(X[3000:3018], 0.2, seed=seed + 7),  # close to a twin's or a duplicate's photo: near-ties
+        near(X[-20:], 0.4, seed=seed + 11),  # close to an odd photo, far from its owner's centroid
+        near(X[::23], 0.3, seed=seed + 12),
+        strangers(30, seed=seed + 8),
+    ])
+    ranked = ranked_brute_force(X, y, probes, fast.labels, top_k)
+    scans = []
+    candidate_rows = rowbound.candidate_rows
+    monkeypatch.setattr(rowbound, "candidate_rows", lambda *a, **kw: scans.append(1) or candidate_rows(*a, **kw))
+
+    # no floor: the best student and their score, exactly
+    names, scores = fast.search(probes, k=2)
+    for i, expected in enumerate(ranked):
+        assert same_students(names[i][:1], expected)
+        assert scores[i, 0] == pytest.approx(expected[0][1], abs=1e-5)
+    # the login's question, and a looser one: every result at or above the floor is the exact one
+    for k, floor, within in ((2, 0.55, 0.0), (3, 0.3, 0.05), (3, 0.4, None)):
+        names, scores = fast.search(probes, k=k, floor=floor, within=within)
+        for i, expected in enumerate(ranked):
+            exact = [(label, s) for label, s in expected[:k] if s >= floor and (within is None or s >= expected[0][1] - within)]
+            assert len(names[i]) >= len(exact) and same_students(names[i][: len(exact)], expected)
+            np.testing.assert_allclose(scores[i, : len(exact)], [s for _, s in exact], atol=1e-5)
+            assert np.all(scores[i, len(exact) :] < max(floor, expected[0][1] - (within or 0)) + 1e-5)
+            if expected[0][1] >= floor - 0.1:  # just below the floor, the best is still proven
+                assert same_students(names[i][:1], expected)
+    assert scans, "the row bounds were never used"
+
+
+def test_add_and_remove_keep_the_row_bound_search_exact() -> None:
+    X, y, centres = gallery_with_ties(2)
+    g = Gallery.from_arrays(X[:1500], y[:1500], exact_rows=0, shortlist=4, row_bound_students=0)
+    g.add_many(X[1500:2500], y[1500:2500])
+    for i in range(2500, 3000, 5):
+        g.add(y[i], X[i : i + 5])
+    g.add(y[0], near(X[:3], 0.9, seed=3))  # a student's centroid moves: their rows' codes must follow
+    g.add_many(X[3000:], y[3000:])
+    for label in (y[5], y[2000], y[2995], "twinA", "dupA"):
+        g.remove(label)
+    copy = g.copy()
+    copy.add("late", near(X[:5], 0.3, seed=4))
+    copy.remove(y[100])
+    probes = np.vstack([near(centres[::15], 0.5), near(X[:3], 0.9, seed=3), near(X[:5], 0.3, seed=4), strangers(20)])
+    for gallery in (g, copy, pickle.loads(pickle.dumps(copy))):
+        ranked = ranked_brute_force(gallery.embeddings, gallery.row_labels, probes, gallery.labels, 1)
+        names, scores = gallery.search(probes, k=2, floor=0.55, within=0.0)
+        plain, plain_scores = gallery.search(probes, k=1)
+        for i, expected in enumerate(ranked):
+            assert same_students(plain[i][:1], expected) and plain_scores[i, 0] == pytest.approx(expected[0][1], abs=1e-5)
+            if expected[0][1] >= 0.55:
+                assert same_students(names[i][:1], expected) and scores[i, 0] == pytest.approx(expected[0][1], abs=1e-5)
+
+
+def test_a_stranger_is_ruled_out_without_a_pass_over_the_rows(monkeypatch) -> None:
+    # 41 ms a stranger at 30,000 students: the centroid bounds could not rule out anyone, so the
+    # login's search scored every row. The rows' bounds do it from 80 bytes a row.
+    X, y, _ = clusters(3000, 5, noise=0.75)
+    gallery = Gallery.from_arrays(X, y, exact_rows=0)
+    scored = []
+    similarities, scores_of = gallery.similarities, gallery._scores_of
+    monkeypatch.setattr(gallery, "similarities", lambda probes: scored.append(len(probes) * gallery.n_rows) or similarities(probes))
+    monkeypatch.setattr(gallery, "_scores_of", lambda students, probe: scored.append(int(gallery.counts()[students].sum())) or scores_of(students, probe))
+    probes = strangers(8)
+    names, scores = gallery.search(probes, k=2, floor=0.55, within=0.0)
+    assert np.all(scores < 0.55)
+    assert sum(scored) < 8 * 0.02 * gallery.n_rows  # a shortlist each, not the rows
+
+
+def test_the_row_bounds_find_a_student_far_down_the_centroid_ranking() -> None:
+    # As above (an odd enrolment photo, 300 students' centroids closer to the probe), with the row
+    # bounds deciding whom to score: the odd photo's own bound must keep its student in.
+    odd = strangers(3, seed=5)
+    rng = np.random.default_rng(6)
+    X, y = [], []
+    for j in range(3):
+        centres = normalise(odd[j] + 0.9 * normalise(rng.standard_normal((300, 512))))
+        X.append(near(np.repeat(centres, 5, axis=0), 0.5, seed=6 + j))
+        y += [f"stu{j}-{i:03d}" for i in np.repeat(np.arange(300), 5)]
+        X.append(near(np.repeat(strangers(1, seed=20 + j), 4, axis=0), 0.3, seed=8 + j))
+        X.append(odd[j : j + 1])
+        y += [f"odd{j}"] * 5
+    X = np.vstack(X)
+    fast = Gallery.from_arrays(X, y, exact_rows=0, shortlist=2, row_bound_students=0)
+    probes = near(odd, 0.2, seed=8)
+    assert all(c > cent for c, cent in zip(np.sort(fast.centroid_scores(probes), axis=1)[:, -100], fast.centroid_scores(probes)[:, [fast.index_of(f"odd{j}") for j in range(3)]].diagonal()))
+    for names, _ in (fast.search(probes, k=2), fast.search(probes, k=2, floor=0.55, within=0.0)):
+        assert [n[0] for n in names] == ["odd0", "odd1", "odd2"]
+
+
+def test_int8_centroid_scores_stay_within_their_error_bound() -> None:
+    X, y, _ = clusters(500, 3, noise=0.75)
+    g = Gallery.from_arrays(np.vstack([X, -X[:1], 1e-3 * X[1:2] + X[2:3]]), y + ["opposite", "nearly"], coarse_students=0)
+    probes = np.vstack([strangers(20), near(X[::50], 0.2), X[:5], -X[5:8]])
+    approx, err = g.int8_centroid_scores(probes)
+    assert np.all(np.abs(approx - g.centroid_scores(probes)) <= err)
+    assert float(err.max()) < 0.03
+
+
+def test_the_int8_nearest_centroid_is_the_exact_one_with_nearly_its_probability() -> None:
+    X, y, centres = gallery_with_ties(4)
+    exact = CentroidClassifier().fit(X, y)
+    fast = CentroidClassifier(coarse_students=0).fit(X, y)
+    assert fast.approximate_probability and not exact.approximate_probability
+    probes = np.vstack([near(centres[::7], 0.5), near(X[3000:3018], 0.2, seed=7), strangers(30)])
+    for i in range(0, len(probes), 8):  # the login's batch sizes
+        block = probes[i : i + 8]
+        labels, probs = fast.predict(block)
+        exact_labels, exact_probs = exact.predict(block)
+        S = exact.gallery.centroid_scores(block)
+        for j, (label, expected) in enumerate(zip(labels, exact_labels, strict=True)):
+            # the same student, or (the twins) one whose score ties in float32 rounding
+            assert label == expected or abs(S[j, exact.gallery.index_of(label)] - S[j].max()) < 1e-6
+        np.testing.assert_allclose(probs, exact_probs, rtol=1e-3)
+
+
+def test_a_probability_gate_sees_the_exact_probability_of_a_large_gallery() -> None:
+    from facelogin.pipeline.decide import DecisionConfig, train_model, vote_frames, with_config
+
+    X, y, centres = clusters(300, 5, noise=0.75)
+    model = train_model(X, y, holdout=0.0, config=DecisionConfig(min_probability=0.5))
+    model.gallery.coarse_students = 0
+    probes = near(centres[:16], 0.5)
+    gated = vote_frames(model, probes)
+    model.gallery.coarse_students = 10**9
+    assert [v.probability for v in gated] == [v.probability for v in vote_frames(model, probes)]
+    model.gallery.coarse_students = 0
+    ungated = vote_frames(with_config(model, min_probability=0.0), probes)
+    np.testing.assert_allclose([v.probability for v in ungated], [v.probability for v in gated], rtol=1e-3)

@@ -332,8 +332,18 @@ FRONTAL = faces.JOHNS / "John_Schneider" / "000329_00925859.jpg"
 
 
 @pytest.fixture
-def with_liveness(settings):
+def with_liveness(settings, monkeypatch):
     settings.FACELOGIN = {**settings.FACELOGIN, "LIVENESS": True, "LIVENESS_FLASH": True, "MAX_FRAMES": 60}
+    engine_for_these_settings(monkeypatch)
+
+
+def engine_for_these_settings(monkeypatch) -> None:
+    """The process's engine is built once, from the settings of its first use: with liveness off (this
+    module's default, an ``enrolled`` fixture may have built it) it has no face mesh. The test gets one
+    built from its own settings; the old one is put back after it."""
+    from facelogin.services import recognition
+
+    monkeypatch.setattr(recognition, "_engine", None)
 
 
 def _actor(kind: str):

@@ -192,18 +192,19 @@ def test_with_in_process_tasks_a_learnt_template_never_retrains_inside_the_sign_
     assert ClassifierVersion.objects.count() == versions
 
 
-async def test_a_sign_in_that_passed_the_liveness_challenge_offers_its_own_face_track(enrolled, settings):
+async def test_a_sign_in_that_passed_the_liveness_challenge_offers_its_own_face_track(enrolled, settings, monkeypatch):
     # The websocket, liveness on, the student turning when asked in front of the page's colours (as
     # tests/web/test_consumer.py's liveness test does): the track that decided becomes a pending template.
     from channels.db import database_sync_to_async
     from django.core.cache import cache
 
-    from tests.web.test_consumer import _actor, _connect, _in_front_of_the_page
+    from tests.web.test_consumer import _actor, _connect, _in_front_of_the_page, engine_for_these_settings
 
     cache.clear()
     settings.FACELOGIN = {
         **settings.FACELOGIN, "MODEL_REFRESH_SECONDS": 0.0, "LIVENESS": True, "LIVENESS_FLASH": True, "MAX_FRAMES": 60,
     }
+    engine_for_these_settings(monkeypatch)
     person = faces.JOHNS / "John_Schneider"
     communicator = await _connect()
     answer = (await _in_front_of_the_page(communicator, _actor("student")))[-1]

@@ -238,11 +238,22 @@ class Actor:
     """Something in front of the camera: ``observe`` each server message as the page shows it, ``frame``
     when the page captures. Subclasses give the scene (``scene``) or the bytes (``frame``)."""
 
+    prompt: str | None = None  # the last prompt acted on (``_new_turn_prompt``)
+
     def __init__(self, camera: Camera) -> None:
         self.camera = camera
 
     def observe(self, message: dict, t: float) -> None:
         pass
+
+    def _new_turn_prompt(self, message: dict) -> str | None:
+        """The message's prompt if it asks for something new (a turn, or back to the camera), remembered in
+        ``self.prompt``; None for the same prompt again, none at all, or "hold"."""
+        prompt = prompt_of(message)
+        if prompt == self.prompt or prompt in (None, "hold"):
+            return None
+        self.prompt = prompt
+        return prompt
 
     def scene(self, t: float) -> Scene | None:
         raise NotImplementedError
@@ -333,13 +344,11 @@ class PromptFollower(Actor):
         self.step_s, self.swap_s = step_s, swap_s
         self.side = "front"
         self.timeline: list[tuple[float, Pose]] = [(0.0, paths["front"][0])]
-        self.prompt: str | None = None
 
     def observe(self, message: dict, t: float) -> None:
-        prompt = prompt_of(message)
-        if prompt == self.prompt or prompt in (None, "hold"):
+        prompt = self._new_turn_prompt(message)
+        if prompt is None:
             return
-        self.prompt = prompt
         side = {"turn_left": "left", "turn_right": "right"}.get(prompt, "front")
         if side == self.side:
             return
@@ -402,13 +411,11 @@ class WarpedPrintActor(Actor):
         super().__init__(camera)
         self.paper, self.rng, self.max_tilt = paper, rng, max_tilt
         self.motion = Motion()
-        self.prompt: str | None = None
 
     def observe(self, message: dict, t: float) -> None:
-        prompt = prompt_of(message)
-        if prompt == self.prompt or prompt in (None, "hold"):
+        prompt = self._new_turn_prompt(message)
+        if prompt is None:
             return
-        self.prompt = prompt
         # A print turned one way foreshortens like a face turned towards that side (its near edge grows).
         target = {"turn_left": self.max_tilt, "turn_right": -self.max_tilt}.get(prompt, 0.0)
         start = t + self.rng.uniform(0.35, 0.6)

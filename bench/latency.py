@@ -20,9 +20,9 @@ first frame sent to the ``success`` message, frames needed, round trip per frame
 process's CPU time (``/proc/<pid>/stat``) against the bare pipeline's CPU for the same frames in this
 process (analyse + vote + decide), as a ratio, and how long daphne's threads were runnable but waiting
 for a CPU (``/proc/<pid>/task/*/schedstat``: the machine is shared). Two rows: liveness off
-(``FACELOGIN_LIVENESS=0``: recognition only) and on (the default: the client first looks at the camera,
-then follows the random two-step challenge each answer announces, with real frontal and head-turned
-photos). The first sign-in after daphne starts is run and reported apart (first-use costs), not in
+(``FACELOGIN_LIVENESS=0``: recognition only) and on (the default: ``bench.portal.ChallengeSource``, a
+real frontal photo lifted to a 3-D head that looks at the camera, turns when each prompt is revealed and
+reflects the page's colours). The first sign-in after daphne starts is run and reported apart (first-use costs), not in
 the medians. ``--server-env NAME=VALUE`` tries an environment-only change on daphne (mirrored in this
 process), e.g. ``OMP_NUM_THREADS=1``.
 
@@ -44,7 +44,6 @@ from tqdm import tqdm
 from bench.portal import (
     add_portal_options,
     LIVENESS_FRONTAL,
-    LIVENESS_TURNED,
     RESULTS,
     ChallengeSource,
     FrameSource,
@@ -287,14 +286,13 @@ def main(argv: list[str] | None = None) -> int:
         stages = [stage_times(engine, model, people, labels, args.frames, size, label) for label, size in SIZES.items()]
 
         frontal = [schneider.photos[0].parent / name for name in LIVENESS_FRONTAL]
-        turned = schneider.photos[0].parent / LIVENESS_TURNED
         modes = [
             run_mode(portal, "liveness off", False, args.signins, lambda: FrameSource(frontal), engine, model, args.timeout, server_env)
         ]
         if args.liveness_signins:
             modes.append(
                 run_mode(
-                    portal, "liveness on", True, args.liveness_signins, lambda: ChallengeSource(frontal, turned), engine, model, args.timeout, server_env
+                    portal, "liveness on", True, args.liveness_signins, lambda: ChallengeSource(frontal), engine, model, args.timeout, server_env
                 )
             )
 

@@ -62,11 +62,10 @@ BENCH_SETTINGS = {
     "FACELOGIN_DEVICE_POLICY": "any",
 }
 
-# John Schneider's held-out photos (tests/web/test_consumer.py): three looking at the camera, and a
-# real head turn (yaw about -20; mirrored, +20) for the liveness challenge's turns.
+# John Schneider's held-out photos looking at the camera (tests/web/test_consumer.py): the first is lifted
+# to a 3-D head (bench.head3d) that does the liveness challenge's turns.
 LIVENESS_PERSON = "John_Schneider"
 LIVENESS_FRONTAL = ("000329_00925859.jpg", "000329_00925963.jpg", "000331_00926012.jpg")
-LIVENESS_TURNED = "000326_00926128.jpg"
 
 
 def natural_key(name: str) -> list:
@@ -145,7 +144,7 @@ class ChallengeSource(FrameSource):
     camera, turns when the server's prompts ask, and reflects the colours the page shows. ``observe``
     takes each answer as the page shows it; ``frame`` films the moment it is called at."""
 
-    def __init__(self, frontal: Sequence[Path], turned: Path | None = None, *, limit: int = 60, seed: int = 0) -> None:
+    def __init__(self, frontal: Sequence[Path], *, limit: int = 60, seed: int = 0) -> None:
         import random
 
         import numpy as np

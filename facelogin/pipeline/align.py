@@ -35,6 +35,14 @@ class AlignConfig:
     # heads in ORL / Yale / johns roll at most 15 degrees, so their crops are untouched.
     level_eyes: bool = True
     min_roll: float = 20.0
+    # Where box + margin runs off the image: False cuts it off and stretches the rest to a square
+    # (extract_face); True keeps the face's geometry and fills the outside with ``pad_colour``.
+    pad_outside: bool = False
+    pad_colour: tuple[int, int, int] = (128, 128, 128)
+    # Light normalisation of the crop: its central luma brought to mean 128 and this standard deviation
+    # (None: off), then a Gaussian blur of ``contrast_blur`` px (noise lifted with the contrast).
+    contrast_std: float | None = None
+    contrast_blur: float = 0.0
 
 
 def margin_box(box: types.Box, image_size: int, margin: int) -> tuple[float, float, float, float]:
@@ -59,7 +67,14 @@ def align_face(image: np.ndarray, face: types.Face, config: AlignConfig | None =
     x1, y1, x2, y2 = margin_box(face.box, cfg.image_size, cfg.margin)
     roll = _roll_degrees(face) if cfg.level_eyes else 0.0
 
-    if abs(roll) < cfg.min_roll:
+    if abs(roll) < cfg.min_roll and cfg.pad_outside:
+        # PIL pads a crop that leaves the image with black; paste it on the pad colour instead.
+        box = (int(x1), int(y1), max(int(x2), int(x1) + 1), max(int(y2), int(y1) + 1))
+        crop = Image.new("RGB", (box[2] - box[0], box[3] - box[1]), cfg.pad_colour)
+        inside = (max(box[0], 0), max(box[1], 0), min(box[2], width), min(box[3], height))
+        if inside[2] > inside[0] and inside[3] > inside[1]:
+            crop.paste(pil.crop(inside), (inside[0] - box[0], inside[1] - box[1]))
+    elif abs(roll) < cfg.min_roll:
         # extract_face: clip to the image, truncate to int, crop, resize bilinearly.
         box = (
             int(max(x1, 0)),
@@ -83,4 +98,22 @@ def align_face(image: np.ndarray, face: types.Face, config: AlignConfig | None =
         crop = region.crop((round(half - bw / 2), round(half - bh / 2), round(half + bw / 2), round(half + bh / 2)))
 
     crop = crop.resize((cfg.image_size, cfg.image_size), Image.Resampling.BILINEAR)
-    return np.asarray(crop, dtype=np.uint8).copy()
+    out = np.asarray(crop, dtype=np.uint8).copy()
+    if cfg.contrast_std is not None:
+        out = normalise_light(out, cfg.contrast_std, cfg.contrast_blur)
+    return out
+
+
+def normalise_light(crop: np.ndarray, std: float, blur: float) -> np.ndarray:
+    """The crop's central region (the face, not the margin) brought to luma mean 128 and ``std``."""
+    pixels = crop.astype(np.float32)
+    n = crop.shape[0]
+    centre = pixels[n // 4 : n - n // 8, n // 5 : n - n // 5]
+    luma = centre[..., 0] * 0.299 + centre[..., 1] * 0.587 + centre[..., 2] * 0.114
+    scaled = (pixels - float(luma.mean())) * (std / max(float(luma.std()), 1.0)) + 128.0
+    out = np.clip(scaled, 0, 255).astype(np.uint8)
+    if blur > 0:
+        from PIL import ImageFilter
+
+        out = np.asarray(Image.fromarray(out).filter(ImageFilter.GaussianBlur(blur)), dtype=np.uint8)
+    return out

@@ -115,3 +115,37 @@ def test_the_measured_margin_separates_the_johns(detector: FaceDetector, faces_d
         assert genuine.mean() > impostor.mean() + 0.5, margin
         if margin == AlignConfig().margin:
             assert genuine.min() > impostor.max()
+
+
+def test_padding_outside_keeps_the_face_where_the_image_would_stretch_it(detector: FaceDetector, faces_dir: Path) -> None:
+    """``pad_outside`` (measured, off by default): a box running off a tight crop keeps its geometry: the
+    part outside the photo is the pad colour, and the inside is the photo unstretched."""
+    image = load(faces_dir, JOHN)  # a 150 px face chip: box + margin leave the photo
+    face = face_of(detector, image)
+    padded = align_face(image, face, AlignConfig(pad_outside=True, pad_colour=(0, 255, 0)))
+    clipped = align_face(image, face)
+    x1, y1, x2, y2 = face.box
+    assert x1 - 10 < 0 or y1 - 10 < 0 or x2 + 10 > image.shape[1] or y2 + 10 > image.shape[0]
+    green = (padded[..., 0] < 40) & (padded[..., 1] > 215) & (padded[..., 2] < 40)
+    assert green.any() and not green[60:100, 60:100].any()
+    assert not np.array_equal(padded, clipped)
+    # Inside the image nothing changes when nothing runs off it.
+    big = np.pad(image, ((100, 100), (100, 100), (0, 0)), mode="edge")
+    inner = face_of(detector, big)
+    assert np.array_equal(align_face(big, inner, AlignConfig(pad_outside=True)), align_face(big, inner))
+
+
+def test_light_normalisation_brings_dim_and_bright_crops_to_one_level(detector: FaceDetector, faces_dir: Path) -> None:
+    image = load(faces_dir, JOHN)
+    face = face_of(detector, image)
+    config = AlignConfig(contrast_std=55.0)
+    dim = (image.astype(np.float32) * 0.4).astype(np.uint8)
+    levels = []
+    for picture in (image, dim):
+        crop = align_face(picture, face, config).astype(np.float32)
+        centre = crop[40:140, 32:128].mean(axis=2)
+        levels.append((centre.mean(), centre.std()))
+    (bright_mean, bright_std), (dim_mean, dim_std) = levels
+    assert abs(bright_mean - dim_mean) < 2 and abs(bright_std - dim_std) < 2
+    assert abs(bright_mean - 128) < 8 and 40 < bright_std < 60  # highlights clip: a little under 55
+    assert align_face(dim, face).mean() < 0.6 * align_face(image, face).mean()  # off by default

@@ -343,7 +343,7 @@ def summarise(results: list[SignIn], started: float, ended: float) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=8, help="concurrent clients, each a distinct enrolled student (default 8)")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients, each a distinct enrolled student while there are enough (45), then second devices (default 8)")
     parser.add_argument("--rounds", type=int, default=2, help="sign-ins per client, back to back (default 2)")
     parser.add_argument("--duration", type=float, default=300.0, help="no new sign-in starts after this many seconds (default 300)")
     parser.add_argument("--ceiling-frames", type=int, default=64, help="frames the ceiling measures, before and after (default 64)")
@@ -363,14 +363,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.rounds, args.orl, args.ceiling_frames = 1, min(args.orl, 10), 16
     people = find_people(johns=5, orl=args.orl)
-    if not 1 <= args.clients <= len(people):
-        parser.error(f"--clients must be 1..{len(people)} (one distinct enrolled student each)")
+    if args.clients < 1:
+        parser.error("--clients must be at least 1")
     json_path = args.json or RESULTS / (f"load-{args.clients}.json" if args.servers == 1 else f"load-{args.clients}-s{args.servers}.json")
     overrides = {**parse_env(args.server_env), "FACELOGIN_LIVENESS": "0"}
     load_before = machine_load()
 
-    students = people[: args.clients]
-    sources = [lambda p=p: FrameSource(p.held_out) for p in students]
+    # One enrolled student per client while they last; beyond that a client is a second device of a student
+    # (the shared faces hold 45 such people), its frames shifted further so no two clients send the same bytes.
+    students = [people[i % len(people)] for i in range(args.clients)]
+    sources = [
+        lambda p=p, k=i // len(people): FrameSource(p.held_out, shift=40 * k) for i, p in enumerate(students)
+    ]
     # The ceiling's frames: every client's first frame, then every client's second, ... (what the
     # server gets first), --ceiling-frames in all.
     prepared = [make().prepare(12) for make in sources]  # built now and cached: no client encodes JPEG while the server works

@@ -8,7 +8,7 @@ first photos; ``--quick``: 10 ORL people) and served by one daphne process (test
 embedded defaults, except: throttles lifted (every client is 127.0.0.1; ``bench.portal.BENCH_SETTINGS``)
 and liveness off (a still photo cannot turn its head; ``bench.latency`` measures the challenge).
 
-Each client is a distinct enrolled student showing held-out photos (webcam-like 640x480 JPEG q80, a
+Each client is a distinct enrolled student (beyond 45 clients, a second device of one) showing held-out photos (webcam-like 640x480 JPEG q80, a
 pixel apart so no frame repeats) and behaves like ``static/js/face_login.js``: GET /login/face/ for the
 session cookie, websocket with that cookie and an Origin naming the host, one frame in flight (the next
 when the answer arrives, no sooner than the server's ``frame_interval_ms``, or after 1.5 s without an

@@ -15,11 +15,10 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db.models.functions import Length
 from django.utils import timezone
 
 from facelogin.models import BiometricAction, ClassifierVersion, EnrolmentPhoto
-from facelogin.services import training
+from facelogin.services import classifier_store, training
 from tests import faces
 from tests.conftest import REPO
 
@@ -35,8 +34,9 @@ def incremental(settings):
 
 
 def stored_sizes() -> dict[int, int | None]:
-    """Every version's stored model size, straight from the database (None: no model)."""
-    return dict(ClassifierVersion.objects.annotate(size=Length("artifact")).values_list("pk", "size"))
+    """Every version's stored model size (head and parts), straight from the database (None: no model)."""
+    sizes = ClassifierVersion.objects.annotate(size=classifier_store.stored_bytes()).values_list("pk", "size")
+    return {pk: size or None for pk, size in sizes}
 
 
 def enrol_background(make_student) -> None:

@@ -102,11 +102,21 @@ class Stages:
         spans = self.spans.get(stage)
         return spans[-1] if spans else None
 
+    def seconds_within(self, stage: str, within: tuple[float, float] | None) -> float | None:
+        """The stage's spans inside ``within`` (e.g. the parts unsealed during one load), summed."""
+        spans = [(a, b) for a, b in self.spans.get(stage, []) if within and within[0] <= a and b <= within[1]]
+        return round(sum(b - a for a, b in spans), 3) if spans else None
+
+
+def sealing_the_classifier(*args: Any, **kwargs: Any) -> bool:
+    # the version's head (b"classifier") and its parts (b"classifier-part:<version>:<index>")
+    return kwargs.get("context", b"").startswith(b"classifier")
+
 
 def time_training(stages: Stages) -> None:
     """Wrap what ``classifier_train`` calls, looked up at call time, so its stages are timed."""
     from facelogin.pipeline import calibrate, decide
-    from facelogin.services import biometrics, training
+    from facelogin.services import biometrics, classifier_store, training
 
     stages.wrap(training, "classifier_train", "retrain task")
     stages.wrap(training, "gallery_state", "gallery state")
@@ -115,20 +125,28 @@ def time_training(stages: Stages) -> None:
     stages.wrap(training, "gallery_arrays", "gallery load + unseal")
     stages.wrap(calibrate, "calibrate", "recalibrate")
     stages.wrap(decide, "train_model", "train + calibrate")
-    stages.wrap(decide.TrainedModel, "to_bytes", "pickle")
-    stages.wrap(biometrics, "seal", "seal", when=lambda *a, **kw: kw.get("context") == b"classifier")
+    stages.wrap(decide.TrainedModel, "to_parts", "pickle")
+    stages.wrap(biometrics, "seal", "seal", when=sealing_the_classifier)
+    stages.wrap(classifier_store, "classifier_model_write", "write model")
     stages.wrap(training, "classifier_activate", "activate")
 
 
 def training_stages(stages: Stages) -> dict[str, float | None]:
-    """The retrain's stages; "store" is what is left between sealing and activation (the row's save)."""
+    """The retrain's stages; "store" is what is left of writing the model (pickle, seal and store its
+    parts and head) and saving the row until activation: the database's part."""
     names = (
         "retrain task", "incremental update", "gallery state", "active version load", "gallery load + unseal",
         "recalibrate", "train + calibrate", "pickle", "seal", "activate",
     )
     out = {name: stages.seconds(name) for name in names}
-    sealed, activated = stages.last("seal"), stages.last("activate")
-    out["store"] = round(activated[0] - sealed[1], 3) if sealed and activated else None
+    written, activated = stages.last("write model"), stages.last("activate")
+    within = (written[0], written[1]) if written else None
+    if written and activated:
+        out["seal"] = stages.seconds_within("seal", within)  # this version's, not the earlier ones'
+        out["pickle"] = stages.seconds_within("pickle", within)
+        out["store"] = round(activated[0] - written[0] - (out["pickle"] or 0) - (out["seal"] or 0), 3)
+    else:
+        out["store"] = None
     if out["recalibrate"] is not None:  # incremental; what is left: copying, removing and adding students
         parts = ("gallery state", "active version load", "gallery load + unseal", "recalibrate")
         out["update gallery"] = round(out["incremental update"] - sum(out[p] or 0 for p in parts), 3)
@@ -164,7 +182,7 @@ def role_seed(args: argparse.Namespace) -> None:
 
     from bench.gallery import synthetic_gallery
     from facelogin import models
-    from facelogin.services import biometrics, training
+    from facelogin.services import biometrics, classifier_store, training
     from facelogin.services.recognition import model_name
 
     call_command("migrate", verbosity=0)
@@ -232,7 +250,7 @@ def role_seed(args: argparse.Namespace) -> None:
             "full_retrain_stages": training_stages(stages),
             "version": version.pk,
             "threshold": version.thresholds.get("similarity"),
-            "model_blob_mb": round(len(bytes(version.artifact)) / 1e6, 1),
+            "model_blob_mb": round(classifier_store.stored_model_bytes(version.pk) / 1e6, 1),
             "database_mb": round(sum(p.stat().st_size for p in db.parent.glob("portal.sqlite3*")) / 1e6, 0),
             "peak_rss_mb": peak_rss_mb(),
         },
@@ -294,8 +312,8 @@ def role_serve(args: argparse.Namespace) -> None:
 
     stages = Stages()
     stages.wrap(training, "load_trained_model", "load")
-    stages.wrap(biometrics, "unseal", "unseal", when=lambda *a, **kw: kw.get("context") == b"classifier")
-    stages.wrap(decide.TrainedModel, "from_bytes", "unpickle")
+    stages.wrap(biometrics, "unseal", "unseal", when=sealing_the_classifier)
+    stages.wrap(decide.TrainedModel, "from_parts", "unpickle")
 
     t0 = time.time()
     eng = engine()
@@ -334,8 +352,11 @@ def role_serve(args: argparse.Namespace) -> None:
             "before": before,
             "load_started_at": noticed[0],
             "load_s": round(noticed[1] - noticed[0], 3),
-            "unseal_s": span(stages.last("unseal")),
-            "unpickle_s": span(stages.last("unpickle")),
+            # the head and every part unsealed in this load; from_parts (which unseals the parts) less those
+            "unseal_s": stages.seconds_within("unseal", noticed),
+            "unpickle_s": round(span(stages.last("unpickle")) - (stages.seconds_within("unseal", stages.last("unpickle")) or 0), 3)
+            if stages.last("unpickle")
+            else None,
             "attempt": after,
             "attempt_s": round(recognised_at - started, 3),
             "recognised": after["label"] == str(student.pk),
@@ -360,7 +381,7 @@ def role_worker(args: argparse.Namespace) -> None:
     from django.conf import settings
 
     from facelogin.models import ClassifierVersion, EnrolmentPhoto
-    from facelogin.services import enrolment, training
+    from facelogin.services import classifier_store, enrolment, training
     from facelogin.services.recognition import engine
     from facelogin.services.students import student_create
     from tests import faces
@@ -436,7 +457,7 @@ def role_worker(args: argparse.Namespace) -> None:
             "reloaded": f"{version.metrics['incremental']['students_reloaded']} students"
             if (version.metrics or {}).get("incremental")
             else "every student",
-            "model_blob_mb": round(len(bytes(version.artifact or b"")) / 1e6, 3),
+            "model_blob_mb": round(classifier_store.stored_model_bytes(version.pk) / 1e6, 3),
             "debounce_setting_s": settings.FACELOGIN["RETRAIN_DEBOUNCE_SECONDS"],
             "rss_before_mb": rss_before,
             "peak_rss_mb": peak_rss_mb(),

@@ -24,10 +24,12 @@ login uses (``decide.train_model`` with the default nearest-centroid classifier 
   anyone; must be 0;
 * ``add_student_s``: enrolling one more student without a retrain (``TrainedModel.add_student``) plus
   the threshold for the new gallery size (``Calibration.threshold_for``), what keeps enrolment quick;
-* ``model_mb``: the serialised model, and ``rss_mb``: this process's peak memory so far (it made
-  the synthetic gallery and trained on it); ``serving_rss_mb``: a fresh process that only loads the
-  model from its bytes and votes, as daphne does: its peak, and ``serving_steady_rss_mb`` after
-  the load;
+* ``model_mb``: the stored model (its sealed head and parts, as ``classifier_store`` stores a
+  version, with the default ``FACELOGIN_CLASSIFIER_PART_MB``), and ``rss_mb``: this process's peak
+  memory so far (it made the synthetic gallery and trained on it); ``serving_rss_mb``: a fresh
+  process that only loads the model from those sealed parts (files here, database rows in the app:
+  unsealed one at a time into the model's arrays, ``TrainedModel.from_parts``) and votes, as daphne
+  does: its peak, and ``serving_steady_rss_mb`` after the load;
 * ``centroid_pass_ms``: the bare product of one probe with every student's centroid, which the
   nearest-centroid classifier computed for every probe (its softmax needs every score), and
   ``int8_centroid_pass_ms`` the same from the int8 centroids that replace it above
@@ -155,10 +157,11 @@ def measure(students: int, seed: int, *, levers: dict | None = None, faiss_lever
     threshold = model.calibration.threshold_for(gallery_size=students + 1)
     add_s = time.perf_counter() - started
 
-    blob = model.to_bytes()
     embeddings, model_threshold = len(X), float(model.threshold)
-    del model, X  # the serving process's figure is measured beside this one, not on top of it
-    serving = serving_rss(blob, both[:50])
+    with tempfile.TemporaryDirectory() as stored:
+        model_bytes = store_sealed(model, Path(stored))
+        del model, X  # the serving process's figure is measured beside this one, not on top of it
+        serving = serving_rss(Path(stored), both[:50])
     return {
         "students": students,
         "embeddings": embeddings,
@@ -183,7 +186,7 @@ def measure(students: int, seed: int, *, levers: dict | None = None, faiss_lever
         "threshold": round(model_threshold, 4),
         "threshold_after_add": round(float(threshold), 4),
         "genuine_frame_accept": round(correct / len(probes), 3),
-        "model_mb": round(len(blob) / 1e6, 1),
+        "model_mb": round(model_bytes / 1e6, 1),
         "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0),
         "serving_rss_mb": serving["peak_mb"],
         "serving_steady_rss_mb": serving["steady_mb"],
@@ -237,13 +240,39 @@ def exact_agreement(model: TrainedModel, probes: np.ndarray, chunk: int = 16) ->
     return top1 / len(probes), votes / len(probes)
 
 
+# A throw-away key: the parts are sealed (AES-256-GCM) as the app seals them, so unsealing is measured.
+BENCH_KEY = bytes(range(32))
+PART_BYTES = 32 * 1024 * 1024  # FACELOGIN_CLASSIFIER_PART_MB's default
+
+
+def store_sealed(model: TrainedModel, folder: Path) -> int:
+    """The model as ``classifier_store`` stores a version (a sealed head, sealed parts), in files;
+    returns the bytes stored."""
+    from facelogin.services import biometrics
+
+    head, parts = model.to_parts(part_bytes=PART_BYTES)
+    total = (folder / "head").write_bytes(biometrics.seal(head, context=b"classifier", keys=(BENCH_KEY,)))
+    for index, data in enumerate(parts):
+        total += (folder / f"part-{index}").write_bytes(biometrics.seal(data, context=b"part:%d" % index, keys=(BENCH_KEY,)))
+    return total
+
+
 _SERVE = """
 import sys
+from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 from facelogin.pipeline.decide import TrainedModel
+from facelogin.services import biometrics
 threadpool_limits(1)
-model = TrainedModel.from_bytes(open(sys.argv[1], "rb").read())
+folder, keys = Path(sys.argv[1]), (bytes.fromhex(sys.argv[3]),)
+
+def part(index):
+    return biometrics.unseal((folder / f"part-{index}").read_bytes(), context=b"part:%d" % index, keys=keys)
+
+head = biometrics.unseal((folder / "head").read_bytes(), context=b"classifier", keys=keys)
+model = TrainedModel.from_parts(head, part)
+del head
 for probe in np.load(sys.argv[2]):
     model.vote(probe)
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through exec
@@ -252,14 +281,13 @@ print(int(status["VmHWM"].split()[0]) // 1024, int(status["VmRSS"].split()[0]) /
 """
 
 
-def serving_rss(blob: bytes, probes: np.ndarray) -> dict[str, float]:
-    """Peak and steady RSS (MB) of a process that loads the model from its bytes and votes."""
+def serving_rss(stored: Path, probes: np.ndarray) -> dict[str, float]:
+    """Peak and steady RSS (MB) of a process that loads the model from its sealed parts and votes."""
     with tempfile.TemporaryDirectory() as tmp:
-        model_path, probes_path = Path(tmp) / "model.bin", Path(tmp) / "probes.npy"
-        model_path.write_bytes(blob)
+        probes_path = Path(tmp) / "probes.npy"
         np.save(probes_path, probes)
         out = subprocess.run(
-            [sys.executable, "-c", _SERVE, str(model_path), str(probes_path)],
+            [sys.executable, "-c", _SERVE, str(stored), str(probes_path), BENCH_KEY.hex()],
             check=True, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
         ).stdout.split()
     return {"peak_mb": float(out[0]), "steady_mb": float(out[1])}

@@ -218,7 +218,10 @@ class ClassifierVersion(models.Model):
     thresholds = models.JSONField(default=dict)
     metrics = models.JSONField(default=dict)
     error = models.TextField(blank=True)
-    artifact = models.BinaryField(null=True, blank=True)  # encrypted TrainedModel bytes
+    # The encrypted model (``facelogin.services.classifier_store``): since 0011 the head of a model stored
+    # in ``artifact_parts`` parts (ClassifierArtifactPart); before, the whole model in this one value.
+    artifact = models.BinaryField(null=True, blank=True)
+    artifact_parts = models.PositiveIntegerField(default=0)
     request_token = models.PositiveBigIntegerField(null=True, blank=True)  # the RetrainRequest it answered
     # While training: how far it got (shown as a progress bar in the admin; written by the worker).
     progress = models.PositiveSmallIntegerField(default=0)
@@ -235,6 +238,21 @@ class ClassifierVersion(models.Model):
 
     def __str__(self) -> str:
         return f"v{self.pk} {self.classifier} ({self.get_status_display()})"
+
+
+class ClassifierArtifactPart(models.Model):
+    """One encrypted part of a classifier version's stored model: a database value holds at most 1 GB,
+    and a full model is 1,028 MB at 100,000 students (``facelogin.services.classifier_store``)."""
+
+    version = models.ForeignKey(ClassifierVersion, on_delete=models.CASCADE, related_name="+")
+    index = models.PositiveIntegerField()
+    data = models.BinaryField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["version", "index"], name="one_classifier_part_per_index")]
+
+    def __str__(self) -> str:
+        return f"v{self.version_id} part {self.index}"
 
 
 class RetrainRequest(models.Model):

@@ -273,6 +273,13 @@ if CELERY_TASK_ALWAYS_EAGER:
 
 # --- face login -------------------------------------------------------------------------------
 # Read once here; facelogin.services.recognition turns them into pipeline objects.
+def _classifier_part_mb() -> int:
+    part_mb = env_int("FACELOGIN_CLASSIFIER_PART_MB", 32, minimum=1)
+    if part_mb > 512:  # SQLite refuses a value over 1,000,000,000 bytes, PostgreSQL over 1 GB
+        raise ImproperlyConfigured(f"FACELOGIN_CLASSIFIER_PART_MB must be at most 512, not {part_mb}")
+    return part_mb
+
+
 FACELOGIN = {
     "SIGNIN_STATUSES": env_list("FACELOGIN_SIGNIN_STATUSES", "enrolled"),
     "MODEL": env("FACELOGIN_MODEL", "casia-webface"),
@@ -339,6 +346,10 @@ FACELOGIN = {
     # is built on, and the newest this many other full retrains (roll-back targets, with the small
     # incremental versions built on them) keep theirs. A full model is about 300 MB at 30,000 students.
     "KEEP_CLASSIFIER_VERSIONS": env_int("FACELOGIN_KEEP_CLASSIFIER_VERSIONS", 3, minimum=1),
+    # A classifier version's model is stored in sealed parts of at most this size (one database value
+    # holds at most 1 GB; the model is 1,028 MB at 100,000 students). A process loading a model holds
+    # one part beside the model's arrays.
+    "CLASSIFIER_PART_BYTES": _classifier_part_mb() * 1024 * 1024,
     "MODEL_REFRESH_SECONDS": env_float("FACELOGIN_MODEL_REFRESH_SECONDS", 2.0),
     "KEEP_ORIGINALS": env_bool("FACELOGIN_KEEP_ORIGINALS", False),
     # Active liveness (two head turns at random moments, judged from the dense face mesh, with the

@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import math
 import pickle
+import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -612,7 +613,12 @@ def decide_attempt(
 # --- the trained model ---------------------------------------------------------------------------
 
 _MAGIC = b"FLTM"  # facelogin trained model
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # one blob: ``to_bytes``
+PARTS_FORMAT_VERSION = 2  # a head and parts: ``to_parts``
+# After the magic and version of a head in parts: how many out-of-band buffers, how many parts, the
+# size of a part (each buffer's last is shorter); then each buffer's size (uint64), then the pickle.
+_PARTS_HEADER = struct.Struct("<IQQ")
+OUT_OF_BAND_MIN_BYTES = 1 << 16  # smaller arrays stay in the head's pickle
 
 
 @dataclass
@@ -685,12 +691,92 @@ class TrainedModel:
     def from_bytes(cls, data: bytes) -> TrainedModel:
         if len(data) < 5 or data[:4] != _MAGIC:
             raise errors.ModelUnavailable("not a trained face model")
+        if data[4] == PARTS_FORMAT_VERSION:
+            raise errors.ModelUnavailable("trained model is stored in parts: read it with from_parts")
         if data[4] != FORMAT_VERSION:
             raise errors.ModelUnavailable(f"trained model format {data[4]} is not supported", version=data[4])
         try:
             envelope = _RestrictedUnpickler(io.BytesIO(data[5:])).load()
         except Exception as exc:  # corrupt, truncated, or naming a forbidden class
             raise errors.ModelUnavailable(f"trained model could not be read: {exc}") from exc
+        model = envelope.get("model") if isinstance(envelope, dict) else None
+        if not isinstance(model, cls):
+            raise errors.ModelUnavailable("trained model envelope holds no model")
+        return model
+
+    def to_parts(self, *, part_bytes: int, out_of_band_min: int | None = None) -> tuple[bytes, list[memoryview]]:
+        """(head, parts): the model for a store that limits one value's size (a database field: 1 GB;
+        the model is 1,028 MB at 100,000 students) and for a loader that should not hold the model's
+        bytes beside its arrays (``from_parts``).
+
+        The head is ``FLTM`` + version 2 + the out-of-band buffers' count and sizes, the parts' count
+        and size + the envelope pickled with protocol 5, its arrays of at least ``out_of_band_min`` bytes
+        (default: 64 KiB or one part, whichever is less) out of band (pickle's ``buffer_callback``). The parts are those arrays' bytes in order, each cut
+        into pieces of at most ``part_bytes``; a part never spans two arrays. They are views of the
+        pickled arrays, not copies. Sealing both is the app's job, as for ``to_bytes``.
+        """
+        import sklearn
+
+        if out_of_band_min is None:
+            out_of_band_min = min(OUT_OF_BAND_MIN_BYTES, part_bytes)
+        if part_bytes < 1 or out_of_band_min < 1:
+            raise ValueError("part_bytes and out_of_band_min must be positive")
+        envelope = {
+            "format": "facelogin.trained_model",
+            "version": PARTS_FORMAT_VERSION,
+            "numpy": np.__version__,
+            "sklearn": sklearn.__version__,
+            "model": self,
+        }
+        buffers: list[memoryview] = []
+
+        def out_of_band(buffer: pickle.PickleBuffer) -> bool:
+            view = buffer.raw()
+            if view.nbytes < out_of_band_min:
+                return True  # pickled in band
+            buffers.append(view)
+            return False
+
+        stream = pickle.dumps(envelope, protocol=5, buffer_callback=out_of_band)
+        parts = [view[at : at + part_bytes] for view in buffers for at in range(0, view.nbytes, part_bytes)]
+        sizes = struct.pack(f"<{len(buffers)}Q", *(view.nbytes for view in buffers))
+        header = _PARTS_HEADER.pack(len(buffers), len(parts), part_bytes)
+        head = _MAGIC + bytes([PARTS_FORMAT_VERSION]) + header + sizes + stream
+        return head, parts
+
+    @staticmethod
+    def parts_in(head: bytes) -> tuple[int, int]:
+        """(parts, bytes of all parts) that a head from ``to_parts`` needs; (0, 0) for ``to_bytes``'s blob."""
+        layout, _ = _parse_head(head)
+        return len(layout), sum(size for _, _, size in layout)
+
+    @classmethod
+    def from_parts(cls, head: bytes, part: Callable[[int], bytes]) -> TrainedModel:
+        """The model from ``to_parts``'s head and ``part(i)``, its parts' bytes (unsealed) by index.
+
+        Memory: each array is allocated once at its final size and filled part by part, then handed to
+        the unpickler (``pickle.loads(..., buffers=...)``), which wraps it without a copy; so a loader
+        holds the arrays and one part, never the model's bytes besides. ``to_bytes``'s one blob is
+        read too (``part`` is then not called). A part of another size than the head says is refused
+        (``part`` itself raises for a missing one).
+        """
+        layout, stream_at = _parse_head(head)
+        if not stream_at:
+            return cls.from_bytes(head)
+        buffers: dict[int, bytearray] = {}
+        for index, (buffer, offset, size) in enumerate(layout):
+            data = memoryview(part(index))
+            if data.nbytes != size:
+                raise errors.ModelUnavailable(f"trained model part {index + 1} of {len(layout)} holds {data.nbytes} bytes, not {size} (torn)")
+            if buffer not in buffers:
+                buffers[buffer] = bytearray(_buffer_size(layout, buffer))
+            buffers[buffer][offset : offset + size] = data
+            del data
+        try:
+            envelope = _RestrictedUnpickler(io.BytesIO(memoryview(head)[stream_at:]), buffers=list(buffers.values())).load()
+        except Exception as exc:  # corrupt, or naming a forbidden class
+            raise errors.ModelUnavailable(f"trained model could not be read: {exc}") from exc
+        del buffers  # the arrays hold them now
         model = envelope.get("model") if isinstance(envelope, dict) else None
         if not isinstance(model, cls):
             raise errors.ModelUnavailable("trained model envelope holds no model")
@@ -710,6 +796,35 @@ class TrainedModel:
             "created_at": self.created_at,
             "format_version": self.format_version,
         }
+
+
+def _parse_head(head: bytes) -> tuple[list[tuple[int, int, int]], int]:
+    """(per part: its buffer, its offset there, its size; where the pickle starts) of a head from
+    ``to_parts``; ([], 0) for ``to_bytes``'s one blob."""
+    if len(head) < 5 or head[:4] != _MAGIC:
+        raise errors.ModelUnavailable("not a trained face model")
+    if head[4] == FORMAT_VERSION:
+        return [], 0
+    if head[4] != PARTS_FORMAT_VERSION:
+        raise errors.ModelUnavailable(f"trained model format {head[4]} is not supported", version=head[4])
+    at = 5 + _PARTS_HEADER.size
+    if len(head) < at:
+        raise errors.ModelUnavailable("trained model head is truncated")
+    n_buffers, parts, part_bytes = _PARTS_HEADER.unpack_from(head, 5)
+    if len(head) < at + 8 * n_buffers or part_bytes < 1:
+        raise errors.ModelUnavailable("trained model head is truncated")
+    layout = [
+        (buffer, offset, min(part_bytes, size - offset))
+        for buffer, size in enumerate(struct.unpack_from(f"<{n_buffers}Q", head, at))
+        for offset in range(0, size, part_bytes)
+    ]
+    if len(layout) != parts:
+        raise errors.ModelUnavailable(f"trained model head is inconsistent: {parts} parts for arrays that take {len(layout)}")
+    return layout, at + 8 * n_buffers
+
+
+def _buffer_size(layout: list[tuple[int, int, int]], buffer: int) -> int:
+    return max(offset + size for b, offset, size in layout if b == buffer)
 
 
 # What a trained-model pickle may name. The blob is sealed (authenticated encryption) by the app, so

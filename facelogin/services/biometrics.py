@@ -22,6 +22,8 @@ from portal.env import env_list
 MAGIC = b"FLB1"
 KEY_ID_BYTES = 8
 NONCE_BYTES = 12
+TAG_BYTES = 16
+SEAL_OVERHEAD = len(MAGIC) + KEY_ID_BYTES + NONCE_BYTES + TAG_BYTES  # sealed size = plaintext + this
 
 
 class SealError(Exception):
@@ -73,12 +75,12 @@ def seal(plaintext: bytes, *, context: bytes = b"", keys: tuple[bytes, ...] | No
 
 
 def unseal(sealed: bytes, *, context: bytes = b"", keys: tuple[bytes, ...] | None = None) -> bytes:
-    sealed = bytes(sealed)
-    if not sealed.startswith(MAGIC):
+    sealed = memoryview(sealed)  # slices without copies: a classifier part is tens of MB
+    if bytes(sealed[: len(MAGIC)]) != MAGIC:
         raise SealError("not a sealed value")
-    key_id = sealed[len(MAGIC) : len(MAGIC) + KEY_ID_BYTES]
+    key_id = bytes(sealed[len(MAGIC) : len(MAGIC) + KEY_ID_BYTES])
     nonce_at = len(MAGIC) + KEY_ID_BYTES
-    nonce, ciphertext = sealed[nonce_at : nonce_at + NONCE_BYTES], sealed[nonce_at + NONCE_BYTES :]
+    nonce, ciphertext = bytes(sealed[nonce_at : nonce_at + NONCE_BYTES]), sealed[nonce_at + NONCE_BYTES :]
     for key in keys or configured_keys():
         if _key_id(key) == key_id:
             try:

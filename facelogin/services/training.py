@@ -36,12 +36,12 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, Max, Q
-from django.db.models.functions import Coalesce, Length
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext
 
 from facelogin.models import ClassifierVersion, EnrolmentPhoto, RetrainRequest, Student
-from facelogin.services import audit, biometrics
+from facelogin.services import audit, biometrics, classifier_store
 
 logger = logging.getLogger(__name__)
 
@@ -225,11 +225,13 @@ def classifier_train(
             version.error = f"held-out accuracy {accuracy:.3f} is below FACELOGIN_MIN_HOLDOUT_ACCURACY"
             version.save()
             return version
-        version.artifact = biometrics.seal(stored.to_bytes(), context=b"classifier")
-        version.status = ClassifierVersion.Status.READY
-        version.save()
+        with transaction.atomic():  # the row is ready only with every part of its model
+            classifier_store.classifier_model_write(version=version, model=stored)
+            version.status = ClassifierVersion.Status.READY
+            version.save()
         _remember(version, trained)  # the next incremental step here starts from it
     except Exception as exc:  # noqa: BLE001 - recorded on the version; the old one stays active
+        version.artifact, version.artifact_parts = None, 0  # its parts, if any, were rolled back
         version.status = ClassifierVersion.Status.FAILED
         version.error = str(exc) if isinstance(exc, TrainingRefused) else traceback.format_exc(limit=5)
         version.save()
@@ -427,11 +429,11 @@ def _fail_abandoned_trainings(token: int | None) -> None:
 def classifier_activate(*, version: ClassifierVersion, actor=None, action: str = "rollback") -> ClassifierVersion:
     from facelogin.services.recognition import model_name as current_model_name
 
-    # Not the artifact itself: at 30,000 students it is 300 MB, and reading it back took seconds.
+    # Not the model itself: at 30,000 students it is 300 MB, and reading it back took seconds.
     version = (
         ClassifierVersion.objects.select_for_update()
         .defer("artifact")
-        .annotate(artifact_bytes=Length("artifact"))
+        .annotate(artifact_bytes=classifier_store.stored_bytes())
         .get(pk=version.pk)
     )
     if version.status != ClassifierVersion.Status.READY:
@@ -456,6 +458,17 @@ def classifier_activate(*, version: ClassifierVersion, actor=None, action: str =
             )
     if version.model_name != current_model_name():
         raise TrainingRefused(gettext("This version belongs to another face model."))
+    for vid in _chain(version.pk, _ready_versions()):
+        problem = classifier_store.classifier_model_problem(version_id=vid)
+        if problem is not None:
+            logger.error("classifier version %s cannot be activated: version %s's stored model is torn (%s)", version.pk, vid, problem)
+            raise TrainingRefused(
+                gettext(
+                    "Version %(version)s cannot be activated: the stored model of version %(torn)s is incomplete "
+                    "(%(problem)s). Activate another version, or retrain."
+                )
+                % {"version": version.pk, "torn": vid, "problem": problem}
+            )
     ClassifierVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
     version.is_active = True
     version.activated_at = timezone.now()
@@ -480,7 +493,6 @@ def load_trained_model(version_id: int):
     version and for the worker that trained it.
     """
     global _loaded
-    from facelogin.pipeline.decide import TrainedModel
     from facelogin.pipeline.errors import ModelUnavailable
 
     pending = []  # stored changes, newest first
@@ -490,12 +502,11 @@ def load_trained_model(version_id: int):
         if pending and held is not None and held[0] == _key(vid):  # a base this process holds
             model, shared = held[1], True
             break
-        sealed = ClassifierVersion.objects.filter(pk=vid).values_list("artifact", flat=True).first()
-        if not sealed:
+        model = classifier_store.classifier_model_read(version_id=vid)
+        if model is None:
             if pending:
                 raise ModelUnavailable(f"classifier version {vid}, which version {version_id} changes, has no model")
             return None
-        model = TrainedModel.from_bytes(biometrics.unseal(sealed, context=b"classifier"))
         changes_to = model.metrics.get(_CHANGES)
         if changes_to is None:
             break
@@ -571,7 +582,7 @@ def _ready_versions(*, lock: bool = False) -> dict[int, tuple[int | None, int]]:
     if lock:
         rows = rows.select_for_update()
     rows = (
-        rows.annotate(artifact_bytes=Length("artifact"))
+        rows.annotate(artifact_bytes=classifier_store.stored_bytes())
         .order_by("-created_at", "-pk")
         .values_list("pk", "metrics__incremental__base_version", "artifact_bytes")
     )
@@ -634,7 +645,7 @@ def prune_classifier_artifacts(*, keep: int | None = None, dry_run: bool = False
                     grown = True
         never_used = dict(
             ClassifierVersion.objects.filter(status__in=[ClassifierVersion.Status.FAILED, ClassifierVersion.Status.REJECTED])
-            .annotate(artifact_bytes=Length("artifact"))
+            .annotate(artifact_bytes=classifier_store.stored_bytes())
             .filter(artifact_bytes__gt=0)
             .values_list("pk", "artifact_bytes")
         )
@@ -643,10 +654,9 @@ def prune_classifier_artifacts(*, keep: int | None = None, dry_run: bool = False
         freed = sum(sizes[pk] for pk in pruned)
         if pruned and not dry_run:
             at = timezone.now().isoformat()
+            classifier_store.classifier_model_clear(version_ids=pruned)
             for pk, metrics in ClassifierVersion.objects.filter(pk__in=pruned).values_list("pk", "metrics"):
-                ClassifierVersion.objects.filter(pk=pk).update(
-                    artifact=None, metrics={**(metrics or {}), _PRUNED: {"at": at, "bytes": sizes[pk]}}
-                )
+                ClassifierVersion.objects.filter(pk=pk).update(metrics={**(metrics or {}), _PRUNED: {"at": at, "bytes": sizes[pk]}})
             audit.biometric_action_record(
                 action=audit.BiometricAction.Action.DELETE, classifier_versions=pruned, bytes=freed, reason="retention"
             )

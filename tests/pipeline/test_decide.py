@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import struct
 from dataclasses import replace
 
 import numpy as np
@@ -290,6 +291,15 @@ def test_a_trained_model_round_trips_through_bytes(kind: str) -> None:
     assert again.metrics == model.metrics
     probes = photos(ENROLLED[:8], 1, seed=5)
     assert [v.label for v in vote_frames(again, probes)] == [v.label for v in vote_frames(model, probes)]
+    # In parts (how the app stores it): a head and the arrays' bytes cut into 1 KiB pieces.
+    head, parts = model.to_parts(part_bytes=1024)
+    assert len(parts) > 10 and max(p.nbytes for p in parts) == 1024
+    assert TrainedModel.parts_in(head) == (len(parts), sum(p.nbytes for p in parts))
+    in_parts = TrainedModel.from_parts(head, lambda i: bytes(parts[i]))
+    assert in_parts.threshold == model.threshold and in_parts.labels == model.labels and in_parts.metrics == model.metrics
+    np.testing.assert_array_equal(in_parts.gallery.embeddings, model.gallery.embeddings)
+    assert [v.label for v in vote_frames(in_parts, probes)] == [v.label for v in vote_frames(model, probes)]
+    assert TrainedModel.from_parts(blob, lambda i: pytest.fail("one blob has no parts")).labels == model.labels
     h = model.metrics["holdout"]
     assert h["frames"] == 8 and h["rank1_accuracy"] == 1.0 and h["wrong_accept_rate"] == 0.0
 
@@ -317,6 +327,33 @@ def test_from_bytes_refuses_foreign_or_hostile_blobs(model: TrainedModel) -> Non
 
     with pytest.raises(errors.ModelUnavailable, match="forbidden"):
         TrainedModel.from_bytes(b"FLTM" + bytes([1]) + pickle.dumps({"model": Clobber()}))
+
+
+def test_from_parts_refuses_missing_extra_short_or_hostile_parts(model: TrainedModel) -> None:
+    head, parts = model.to_parts(part_bytes=4096)
+    whole = [bytes(p) for p in parts]
+    with pytest.raises(errors.ModelUnavailable, match="not a trained face model"):
+        TrainedModel.from_parts(b"not a model", whole.__getitem__)
+    n = len(whole)
+    with pytest.raises(errors.ModelUnavailable, match=f"part 3 of {n} holds 4097 bytes, not 4096"):
+        TrainedModel.from_parts(head, lambda i: whole[i] + b"x" if i == 2 else whole[i])
+    with pytest.raises(errors.ModelUnavailable, match=f"part 3 of {n} holds 4095 bytes"):
+        TrainedModel.from_parts(head, lambda i: whole[i][:-1] if i == 2 else whole[i])
+    with pytest.raises(errors.ModelUnavailable, match="truncated"):
+        TrainedModel.from_parts(head[:8], whole.__getitem__)
+    claims_more = head[:9] + struct.pack("<Q", n + 1) + head[17:]  # the head's count of parts, changed
+    with pytest.raises(errors.ModelUnavailable, match=f"{n + 1} parts for arrays that take {n}"):
+        TrainedModel.from_parts(claims_more, whole.__getitem__)
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    hostile = b"FLTM" + bytes([2]) + struct.pack("<IQQ", 0, 0, 1) + pickle.dumps({"model": Evil()}, protocol=5)
+    with pytest.raises(errors.ModelUnavailable, match="forbidden"):
+        TrainedModel.from_parts(hostile, whole.__getitem__)
+    with pytest.raises(errors.ModelUnavailable, match="stored in parts"):
+        TrainedModel.from_bytes(head)
 
 
 def test_a_distance_model_enrols_and_drops_a_student_without_retraining(model: TrainedModel) -> None:

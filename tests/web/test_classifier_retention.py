@@ -15,11 +15,10 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db.models.functions import Length
 from django.utils import timezone
 
 from facelogin.models import BiometricAction, ClassifierVersion, EnrolmentPhoto
-from facelogin.services import training
+from facelogin.services import classifier_store, training
 from tests import faces
 from tests.conftest import REPO
 
@@ -35,8 +34,9 @@ def incremental(settings):
 
 
 def stored_sizes() -> dict[int, int | None]:
-    """Every version's stored model size, straight from the database (None: no model)."""
-    return dict(ClassifierVersion.objects.annotate(size=Length("artifact")).values_list("pk", "size"))
+    """Every version's stored model size (head and parts), straight from the database (None: no model)."""
+    sizes = ClassifierVersion.objects.annotate(size=classifier_store.stored_bytes()).values_list("pk", "size")
+    return {pk: size or None for pk, size in sizes}
 
 
 def enrol_background(make_student) -> None:
@@ -289,7 +289,7 @@ def test_the_limits_come_from_the_environment():
     code = (
         "from django.conf import settings; c = settings.FACELOGIN; "
         "print(c['KEEP_CLASSIFIER_VERSIONS'], c['INCREMENTAL_MIN_STUDENTS'], c['INCREMENTAL_MAX_CHANGED'], "
-        "c['FULL_RETRAIN_HOURS'], c['INCREMENTAL_MAX_STEPS'])"
+        "c['FULL_RETRAIN_HOURS'], c['INCREMENTAL_MAX_STEPS'], c['CLASSIFIER_PART_BYTES'])"
     )
 
     def run(**env: str) -> subprocess.CompletedProcess:
@@ -299,11 +299,13 @@ def test_the_limits_come_from_the_environment():
             capture_output=True, text=True, timeout=120,
         )
 
-    assert run().stdout.split() == ["3", "2000", "0.05", "24", "200"]
+    assert run().stdout.split() == ["3", "2000", "0.05", "24", "200", str(32 * 1024 * 1024)]
     changed = run(
         FACELOGIN_KEEP_CLASSIFIER_VERSIONS="5", FACELOGIN_INCREMENTAL_MIN_STUDENTS="500", FACELOGIN_INCREMENTAL_MAX_CHANGED="0.1",
-        FACELOGIN_FULL_RETRAIN_HOURS="6", FACELOGIN_INCREMENTAL_MAX_STEPS="50",
+        FACELOGIN_FULL_RETRAIN_HOURS="6", FACELOGIN_INCREMENTAL_MAX_STEPS="50", FACELOGIN_CLASSIFIER_PART_MB="8",
     )
-    assert changed.stdout.split() == ["5", "500", "0.1", "6", "50"], changed.stderr
+    assert changed.stdout.split() == ["5", "500", "0.1", "6", "50", str(8 * 1024 * 1024)], changed.stderr
     refused = run(FACELOGIN_KEEP_CLASSIFIER_VERSIONS="0")
     assert refused.returncode != 0 and "FACELOGIN_KEEP_CLASSIFIER_VERSIONS must be at least 1" in refused.stderr
+    too_big = run(FACELOGIN_CLASSIFIER_PART_MB="1024")  # more than a database value holds
+    assert too_big.returncode != 0 and "FACELOGIN_CLASSIFIER_PART_MB must be at most 512" in too_big.stderr

@@ -10,17 +10,25 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from tqdm import tqdm
 
-from facelogin.models import ClassifierVersion, DriftTemplate, EnrolmentPhoto
+from facelogin.models import ClassifierArtifactPart, ClassifierVersion, DriftTemplate, EnrolmentPhoto
 from facelogin.services import biometrics
+from facelogin.services.classifier_store import HEAD_CONTEXT, part_context
 
-# (model, field, context) for every sealed column.
+
+def _same(context: bytes):
+    return lambda row: context
+
+
+# (model, field, the row's context) for every sealed column.
 SEALED = [
-    (EnrolmentPhoto, "embedding", b"embedding"),
-    (EnrolmentPhoto, "crop", b"crop"),
-    (EnrolmentPhoto, "original", b"original"),
-    (DriftTemplate, "embedding", b"embedding"),
-    (ClassifierVersion, "artifact", b"classifier"),
+    (EnrolmentPhoto, "embedding", _same(b"embedding")),
+    (EnrolmentPhoto, "crop", _same(b"crop")),
+    (EnrolmentPhoto, "original", _same(b"original")),
+    (DriftTemplate, "embedding", _same(b"embedding")),
+    (ClassifierVersion, "artifact", _same(HEAD_CONTEXT)),
+    (ClassifierArtifactPart, "data", lambda part: part_context(part.version_id, part.index)),
 ]
+CONTEXT_FIELDS = {ClassifierArtifactPart: ("version", "index")}
 
 
 class Command(BaseCommand):
@@ -39,11 +47,11 @@ class Command(BaseCommand):
             ids = list(model.objects.exclude(**{f"{field}__isnull": True}).values_list("pk", flat=True))
             for pk in tqdm(ids, desc=f"{model._meta.model_name}.{field}", unit="row", disable=None):
                 with transaction.atomic():
-                    row = model.objects.select_for_update().only(field).get(pk=pk)
+                    row = model.objects.select_for_update().only(field, *CONTEXT_FIELDS.get(model, ())).get(pk=pk)
                     sealed = getattr(row, field)
                     if sealed is None or biometrics.sealed_key_id(sealed) == current:
                         continue  # already under the current key: running twice is harmless
-                    plain = biometrics.unseal(sealed, context=context)
-                    model.objects.filter(pk=pk).update(**{field: biometrics.seal(plain, context=context)})
+                    plain = biometrics.unseal(sealed, context=context(row))
+                    model.objects.filter(pk=pk).update(**{field: biometrics.seal(plain, context=context(row))})
                     rotated += 1
         self.stdout.write(self.style.SUCCESS(f"re-encrypted {rotated} value(s) with the current key"))

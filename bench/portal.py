@@ -234,6 +234,7 @@ def seed_portal(root: Path, people: Sequence[Person], **overrides: str) -> Porta
     marker = root / "seeded.json"
     wanted = {p.number: [str(f) for f in p.enrol_photos] for p in people}
     if marker.exists() and json.loads(marker.read_text()) == wanted and portal.classifier():
+        manage(env, "migrate", "--noinput")  # the code may have moved on since it was seeded
         portal.import_summary = "reused the portal seeded earlier in " + str(root)
         return portal
     if (root / "data").exists():

@@ -757,7 +757,9 @@ class TrainedModel:
 
         Memory: each array is allocated once at its final size and filled part by part, then handed to
         the unpickler (``pickle.loads(..., buffers=...)``), which wraps it without a copy; so a loader
-        holds the arrays and one part, never the model's bytes besides. ``to_bytes``'s one blob is
+        holds the arrays and one part, never the model's bytes besides. Each allocation has room for a
+        quarter more past the array (``BUFFER_ROOM``; calloc'd, so not resident until written), where
+        the gallery's next version appends rows (``Gallery.copy``). ``to_bytes``'s one blob is
         read too (``part`` is then not called). A part of another size than the head says is refused
         (``part`` itself raises for a missing one).
         """

@@ -89,7 +89,8 @@ def _as_labels(y: Iterable[object]) -> list[str]:
 
 
 def label_slots(row_label: np.ndarray, n_labels: int) -> np.ndarray:
-    """(n_labels, max rows per label) row indices grouped by label; padding is ``len(row_label)``."""
+    """(n_labels, max rows per label) row indices grouped by label; padding is ``len(row_label)``.
+    Rows labelled -1 (removed, ``Gallery.remove``) are in no slot."""
     n = len(row_label)
     live = None
     if n and row_label.min() < 0:  # removed rows (label -1) of a gallery that shares its rows
@@ -288,8 +289,10 @@ class Gallery:
         old_L, old_n = len(self._labels), self._n
         new_labels = list(dict.fromkeys(label for label in labels if label not in self._index))
         self._room_for_labels(len(new_labels))
-        self._labels = [*self._labels, *new_labels]  # a new list: a version sharing the old one keeps it
-        self._index = {**self._index, **{label: old_L + i for i, label in enumerate(new_labels)}}
+        if new_labels:
+            self._own_names()
+            self._labels += new_labels
+            self._index.update((label, old_L + i) for i, label in enumerate(new_labels))
         L = len(self._labels)
         li = np.fromiter((self._index[label] for label in labels), dtype=np.int32, count=len(labels))
         if li.min() < old_L:  # rows for students already here: their centroids and rows' codes change
@@ -335,7 +338,8 @@ class Gallery:
         self._dead_rows += k
         # Swap the last student into the freed label index so indices stay dense.
         last = L - 1
-        labels, index = list(self._labels), dict(self._index)  # new ones: a sharing version keeps its own
+        self._own_names()
+        labels, index = self._labels, self._index
         if li != last:
             moved_label = labels[last]
             self._row_label[:n][self._row_label[:n] == last] = li
@@ -347,7 +351,6 @@ class Gallery:
             self._c8[li], self._c8_scale[li], self._c8_err[li] = self._c8[last], self._c8_scale[last], self._c8_err[last]
         labels.pop()
         del index[label]
-        self._labels, self._index = labels, index
         self._counts[last] = 0
         self._centroids[last] = 0
         self._slots = None
@@ -372,10 +375,16 @@ class Gallery:
         if self._claim is None:
             self._claim = _Claim()
         self._claim.reach(self._n, len(self._labels))
-        self._shared = set(_ROW_KEYS + _LABEL_KEYS)
+        self._shared = {*_ROW_KEYS, *_LABEL_KEYS, "_labels", "_index"}
         new._claim, new._shared = self._claim, set(self._shared)
         new._slots, new._memo, new._coarse_memo = None, None, None
         return new
+
+    def _own_names(self) -> None:
+        """Private copies of the students' names and their index, before changing them."""
+        if "_labels" in self._shared:
+            self._labels, self._index = list(self._labels), dict(self._index)
+            self._shared.difference_update(("_labels", "_index"))
 
     def _own(self, keys: tuple[str, ...], used: int) -> None:
         """Private copies of those of ``keys`` that other versions share, before changing them."""

@@ -161,11 +161,20 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0)
 
 
-def rss_mb() -> float:
+def rss_mb(field: str = "VmRSS") -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return round(int(line.split()[1]) / 1024, 0)
     return float("nan")
+
+
+def reset_peak_rss() -> bool:
+    """Start VmHWM (the peak RSS) afresh, so ``rss_mb("VmHWM")`` is the peak since (Linux 4.0+)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 # --- the seed process ---------------------------------------------------------------------------
@@ -319,6 +328,7 @@ def role_serve(args: argparse.Namespace) -> None:
     eng = engine()
     eng.warm_up()
     models_s = time.time() - t0
+    rss_face_models = rss_mb()
     t0 = time.time()
     first_model = eng.current_model()
     first_version = eng._version_id
@@ -330,6 +340,7 @@ def role_serve(args: argparse.Namespace) -> None:
     rss_before = rss_mb()
     write_json(args.workdir / "serve-ready.json", {"version": first_version, "at": time.time()})
 
+    peak_reset = reset_peak_rss()  # the peak while the new version is applied, below
     deadline = time.time() + SERVE_TIMEOUT_S
     while eng._version_id == first_version:
         if time.time() > deadline:
@@ -338,6 +349,8 @@ def role_serve(args: argparse.Namespace) -> None:
         time.sleep(0.02)
     noticed = stages.last("load")
     model = eng.current_model()
+    rss_update_peak = rss_mb("VmHWM") if peak_reset else None
+    rss_after_update = rss_mb()
     student = Student.objects.get(student_number=NEW_STUDENT)
     started = time.time()
     after = attempt(eng, model, photo)
@@ -363,6 +376,13 @@ def role_serve(args: argparse.Namespace) -> None:
             "recognised_at": recognised_at,
             "rss_before_mb": rss_before,
             "peak_rss_mb": peak_rss_mb(),
+            # what the serving process holds: the face models alone (before any classifier), then
+            # steady with the first version (after an attempt), the peak while it applied the new
+            # version (from when it started waiting for it until it held it), and right after
+            "rss_face_models_mb": rss_face_models,
+            "rss_steady_mb": rss_before,
+            "rss_update_peak_mb": rss_update_peak,
+            "rss_after_update_mb": rss_after_update,
         },
     )
 
@@ -583,7 +603,9 @@ def print_report(result: dict) -> None:
     )
     print(
         f"serving: unseal {served['unseal_s']} s, unpickle {served['unpickle_s']} s; "
-        f"RSS {served['rss_before_mb']:.0f} MB before, peak {served['peak_rss_mb']:.0f} MB"
+        f"RSS {served['rss_face_models_mb']:.0f} MB with the face models alone, {served['rss_steady_mb']:.0f} MB steady with "
+        f"the first version, peak {served['rss_update_peak_mb'] or float('nan'):.0f} MB while applying the new one, "
+        f"{served['rss_after_update_mb']:.0f} MB after; peak over its life {served['peak_rss_mb']:.0f} MB"
     )
     print(
         f"worker: peak RSS {worker['peak_rss_mb']:.0f} MB ({worker['rss_before_mb']:.0f} MB before the upload); "

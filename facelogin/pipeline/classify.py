@@ -20,6 +20,7 @@ Nothing here loads a model at import time; scikit-learn is imported by the class
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -40,6 +41,10 @@ _BOUND_SLACK = 1e-4
 _LOW_BUDGET_ROWS = 2_048
 # derived arrays of ``rowbound``: per row, and per student (the int8 centroids)
 _DERIVED_KEYS = ("_codes", "_ones", "_h", "_g", "_err", "_c8", "_c8_scale", "_c8_err")
+# The gallery's arrays per row and per student, which versions share (``Gallery.copy``).
+_ROW_KEYS = ("_X", "_row_label", "_codes", "_ones", "_h", "_g", "_err")
+_ROW_INDEX_KEYS = _ROW_KEYS[1:]  # all but the embeddings, which are never changed in place
+_LABEL_KEYS = ("_counts", "_centroids", "_cos_rho", "_c8", "_c8_scale", "_c8_err")
 # Above this many probes at once the float32 product with every centroid is compute-bound (BLAS
 # runs near peak on a block), so the int8 pass stops paying; a login votes 1-8 frames at a time.
 _COARSE_MAX_PROBES = 16
@@ -84,18 +89,24 @@ def _as_labels(y: Iterable[object]) -> list[str]:
 
 
 def label_slots(row_label: np.ndarray, n_labels: int) -> np.ndarray:
-    """(n_labels, max rows per label) row indices grouped by label; padding is ``len(row_label)``."""
+    """(n_labels, max rows per label) row indices grouped by label; padding is ``len(row_label)``.
+    Rows labelled -1 (removed, ``Gallery.remove``) are in no slot."""
     n = len(row_label)
-    counts = np.bincount(row_label, minlength=n_labels)[:n_labels] if n else np.zeros(n_labels, np.int64)
-    width = int(counts.max()) if n_labels and n else 1
+    live = None
+    if n and row_label.min() < 0:  # removed rows (label -1) of a gallery that shares its rows
+        live = np.flatnonzero(row_label >= 0)
+        row_label = row_label[live]
+    m = len(row_label)
+    counts = np.bincount(row_label, minlength=n_labels)[:n_labels] if m else np.zeros(n_labels, np.int64)
+    width = int(counts.max()) if n_labels and m else 1
     slots = np.full((n_labels, max(width, 1)), n, dtype=np.int64)
-    if n:
+    if m:
         order = np.argsort(row_label, kind="stable")
         sorted_labels = row_label[order]
         starts = np.zeros(n_labels, dtype=np.int64)
         starts[1:] = np.cumsum(counts)[:-1]
-        within = np.arange(n) - starts[sorted_labels]
-        slots[sorted_labels, within] = order
+        within = np.arange(m) - starts[sorted_labels]
+        slots[sorted_labels, within] = order if live is None else live[order]
     return slots
 
 
@@ -125,6 +136,56 @@ def reduce_per_label(S: np.ndarray, slots: np.ndarray, top_k: int = 1) -> np.nda
 # --- the gallery ---------------------------------------------------------------------------------
 
 
+class _Claim:
+    """How far the versions sharing a gallery's buffers (``Gallery.copy``) have used them, in rows and
+    students: a version appends in place only where none of them has been, so it never writes what
+    another reads. A version changing the buffers and one searching them may be different threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.rows = 0
+        self.labels = 0
+
+    def reach(self, rows: int, labels: int) -> None:
+        with self._lock:
+            self.rows, self.labels = max(self.rows, rows), max(self.labels, labels)
+
+    def extend_rows(self, at: int, to: int) -> bool:
+        with self._lock:
+            if self.rows != at:
+                return False
+            self.rows = to
+            return True
+
+    def extend_labels(self, at: int, to: int) -> bool:
+        with self._lock:
+            if self.labels != at:
+                return False
+            self.labels = to
+            return True
+
+
+def _with_room(a: np.ndarray) -> np.ndarray:
+    """``a`` (C-contiguous rows) viewed with the whole allocation it starts, when that holds more
+    rows: ``TrainedModel.from_parts`` allocates each array with room past it. Otherwise ``a``."""
+    owner: Any = a
+    while True:
+        base = owner.obj if isinstance(owner, memoryview) else getattr(owner, "base", None)
+        if base is None:
+            break
+        owner = base
+    if not (
+        isinstance(owner, np.ndarray) and owner.dtype == np.uint8 and owner.ndim == 1 and owner.flags.writeable
+        and a.flags.c_contiguous and a.ndim >= 1 and owner.ctypes.data == a.ctypes.data
+    ):
+        return a
+    row = a.itemsize * int(np.prod(a.shape[1:], dtype=np.int64))
+    rows = owner.nbytes // row if row else 0
+    if rows <= len(a):
+        return a
+    return owner[: rows * row].view(a.dtype).reshape(rows, *a.shape[1:])
+
+
 class Gallery:
     """Enrolled embeddings with their student ids; per-student similarity by numpy matrix products.
 
@@ -132,9 +193,11 @@ class Gallery:
     (``top_k=1``), or the mean of the ``top_k`` best rows, which is steadier when a student enrolled
     an odd photo but punishes students with few photos.
 
-    Storage is a preallocated row buffer in arbitrary order plus a (students x slots) index built
-    lazily after a change, so ``add``/``remove`` cost O(rows of that student) copies plus one O(rows)
-    re-index, never a refit. Removal fills the holes with the last rows (order is irrelevant).
+    Storage is a row buffer with room past its end, in arbitrary order, plus a (students x slots)
+    index built lazily after a change, so ``add``/``remove`` cost O(rows of that student) plus one
+    O(rows) re-index, never a refit. Removal marks the rows removed and leaves them in place; a new
+    version (``copy``) shares the buffers with the one it started from, so a serving process applying
+    one more student holds the rows once, not twice (see ``copy``).
 
     Cost (one core, float32, measured with ``bench.gallery``'s synthetic galleries): the exact
     per-student scores for ONE probe are one (rows x 512) mat-vec, memory-bound: ~25 ms for 30,000
@@ -173,15 +236,15 @@ class Gallery:
         self.row_bound_students = row_bound_students
         self.coarse_students = coarse_students
         self._X = np.zeros((0, dim), dtype=np.float32)
+        # Per row, the student's index; -1 for a removed row that stays in place (see ``remove``).
         self._row_label = np.zeros(0, dtype=np.int32)
         self._n = 0
+        self._dead_rows = 0
         self._labels: list[str] = []
         self._index: dict[str, int] = {}
-        # Per-student running sums keep centroids exact under add/remove without touching other rows.
-        # float32: a student's sum only ever grows by a few unit rows (removal drops the whole
-        # student), and float64 sums were 410 MB of a 100,000-student serving process.
-        self._sums = np.zeros((0, dim), dtype=np.float32)
         self._counts = np.zeros(0, dtype=np.int64)
+        # Unit mean of each student's rows, recomputed from the rows when the student changes (no
+        # running sums: they were 205 MB of a 100,000-student serving process).
         self._centroids = np.zeros((0, dim), dtype=np.float32)
         # Per student, the cosine between the centroid and the student's farthest row: the angular
         # radius that bounds what any probe can score against that student (see ``search``).
@@ -195,6 +258,10 @@ class Gallery:
         # Per row, parallel to ``_X``: the sign code and factors of ``rowbound``'s bound (80 bytes a
         # row), kept exact under add/remove like the radii; never pickled, rebuilt on load.
         self._init_row_bounds(0)
+        # Arrays this gallery shares with other versions (``copy``), and the record of how far any of
+        # them has used the shared buffers: see ``copy``.
+        self._shared: set[str] = set()
+        self._claim: _Claim | None = None
         self._slots: np.ndarray | None = None  # (students, max rows) row indices, padded with n
         self._version = 0  # bumped by every change; keys the centroid-score memo
         # (version, probe bytes, scores): the centroid classifier and the shortlist search score the
@@ -219,37 +286,26 @@ class Gallery:
         if not len(X):
             return
         # Vectorised bulk path (150,000 rows in ~2 s, not a Python loop per student); same result as add().
-        old_L = len(self._labels)
-        for label in labels:
-            if label not in self._index:
-                self._index[label] = len(self._labels)
-                self._labels.append(label)
+        old_L, old_n = len(self._labels), self._n
+        new_labels = list(dict.fromkeys(label for label in labels if label not in self._index))
+        self._room_for_labels(len(new_labels))
+        if new_labels:
+            self._own_names()
+            self._labels += new_labels
+            self._index.update((label, old_L + i) for i, label in enumerate(new_labels))
         L = len(self._labels)
-        self._grow_labels(L, used=old_L)
         li = np.fromiter((self._index[label] for label in labels), dtype=np.int32, count=len(labels))
+        if li.min() < old_L:  # rows for students already here: their centroids and rows' codes change
+            self._own(_LABEL_KEYS, old_L)
+            self._own(_ROW_INDEX_KEYS, old_n)
         k = len(X)
-        self._grow_rows(self._n + k)
+        self._room_for_rows(k)
         self._X[self._n : self._n + k] = X
         self._row_label[self._n : self._n + k] = li
         self._n += k
-        order = np.argsort(li, kind="stable")
-        sorted_li = li[order]
-        touched = sorted_li[np.flatnonzero(np.r_[True, sorted_li[1:] != sorted_li[:-1]])]
-        # float32 partial sums over a few rows per student lose nothing that matters; in blocks of
-        # rows, as a sorted copy of a 500,000-row load would be a 1 GB temporary.
-        for start in range(0, k, _ROW_CHUNK):
-            block = order[start : start + _ROW_CHUNK]
-            block_li = li[block]
-            starts = np.flatnonzero(np.r_[True, block_li[1:] != block_li[:-1]])
-            self._sums[block_li[starts]] += np.add.reduceat(X[block], starts, axis=0)
         self._counts[:L] += np.bincount(li, minlength=L)[:L]
-        for start in range(0, len(touched), _ROW_CHUNK):
-            some = touched[start : start + _ROW_CHUNK]
-            sums = self._sums[some]
-            norms = np.linalg.norm(sums, axis=1, keepdims=True)
-            norms[norms == 0] = 1.0
-            self._centroids[some] = (sums / norms).astype(np.float32)
-        self._refresh_bounds(touched)
+        touched = np.unique(li)
+        self._refresh(touched)
         self._slots = None
         self._version += 1
         if self._n > self.exact_rows:
@@ -260,78 +316,116 @@ class Gallery:
         X = normalise(X)
         if X.shape[1] != self.dim:
             raise ValueError(f"embeddings must have {self.dim} columns, got {X.shape[1]}")
-        label = str(label)
-        li = self._index.get(label)
-        if li is None:
-            li = len(self._labels)
-            self._labels.append(label)
-            self._index[label] = li
-            self._grow_labels(li + 1, used=li)
-        k = len(X)
-        self._grow_rows(self._n + k)
-        self._X[self._n : self._n + k] = X
-        self._row_label[self._n : self._n + k] = li
-        self._n += k
-        self._sums[li] += X.sum(axis=0, dtype=np.float64)
-        self._counts[li] += k
-        self._update_centroid(li)
-        self._refresh_bounds(np.array([li]))
-        self._slots = None
-        self._version += 1
+        self.add_many(X, [str(label)] * len(X))
 
     def remove(self, label: object) -> int:
-        """Drop every row of one student; returns how many rows went. Unknown labels remove nothing."""
+        """Drop every row of one student; returns how many rows went. Unknown labels remove nothing.
+
+        The rows stay where they are, marked removed (label -1, a bound no probe reaches), so the
+        embeddings (2 KB a row) are never moved or copied: a version sharing them (``copy``) keeps
+        reading its own. Pickling leaves them out; a full retrain starts without them."""
         label = str(label)
         li = self._index.get(label)
         if li is None:
             return 0
-        n = self._n
+        n, L = self._n, len(self._labels)
+        self._own(("_row_label", "_ones", "_h", "_g", "_err"), n)  # not the rows, nor their codes
+        self._own(_LABEL_KEYS, L)
         pos = np.flatnonzero(self._row_label[:n] == li)
         k = len(pos)
-        new_n = n - k
-        # Fill holes below new_n with surviving rows from the tail: O(k) copies.
-        holes = pos[pos < new_n]
-        movers = np.setdiff1d(np.arange(new_n, n), pos, assume_unique=True)
-        self._X[holes] = self._X[movers]
-        self._row_label[holes] = self._row_label[movers]
-        T = rowbound.TILE
-        self._codes[holes // T, :, holes % T] = self._codes[movers // T, :, movers % T]
-        for a in (self._ones, self._h, self._g, self._err):
-            a[holes] = a[movers]
-        self._n = new_n
+        self._row_label[pos] = -1
+        self._ones[pos], self._h[pos], self._g[pos], self._err[pos] = 0, 0.0, 0.0, -np.inf
+        self._dead_rows += k
         # Swap the last student into the freed label index so indices stay dense.
-        last = len(self._labels) - 1
+        last = L - 1
+        self._own_names()
+        labels, index = self._labels, self._index
         if li != last:
-            moved_label = self._labels[last]
-            self._row_label[:new_n][self._row_label[:new_n] == last] = li
-            self._labels[li] = moved_label
-            self._index[moved_label] = li
-            self._sums[li] = self._sums[last]
+            moved_label = labels[last]
+            self._row_label[:n][self._row_label[:n] == last] = li
+            labels[li] = moved_label
+            index[moved_label] = li
             self._counts[li] = self._counts[last]
             self._centroids[li] = self._centroids[last]
             self._cos_rho[li] = self._cos_rho[last]
             self._c8[li], self._c8_scale[li], self._c8_err[li] = self._c8[last], self._c8_scale[last], self._c8_err[last]
-        self._labels.pop()
-        del self._index[label]
-        self._sums[last] = 0
+        labels.pop()
+        del index[label]
         self._counts[last] = 0
         self._centroids[last] = 0
         self._slots = None
         self._version += 1
         return k
 
+    # -- storage shared between versions --
+    def copy(self) -> Gallery:
+        """A new version of this gallery, to change while others keep reading this one, sharing its
+        storage: nothing is copied here.
+
+        Both see the same buffers (``_X``, 2 KB a row, and the rest); a change never writes where
+        another version reads. Appending rows or students writes past both versions' ends, in place
+        when this is the newest version to append (``_Claim``) and there is room, else into new
+        buffers; a change to what is already there (a student removed, or rows added to a student
+        already enrolled) first copies the arrays it changes, except the embeddings: removed rows
+        are only marked (``remove``). So enrolling one more student into a 100,000-student
+        gallery copies nothing, and replacing one copies ~300 MB of centroids and row codes, not the
+        1 GB of rows."""
+        new = Gallery.__new__(Gallery)
+        new.__dict__.update(self.__dict__)
+        if self._claim is None:
+            self._claim = _Claim()
+        self._claim.reach(self._n, len(self._labels))
+        self._shared = {*_ROW_KEYS, *_LABEL_KEYS, "_labels", "_index"}
+        new._claim, new._shared = self._claim, set(self._shared)
+        new._slots, new._memo, new._coarse_memo = None, None, None
+        return new
+
+    def _own_names(self) -> None:
+        """Private copies of the students' names and their index, before changing them."""
+        if "_labels" in self._shared:
+            self._labels, self._index = list(self._labels), dict(self._index)
+            self._shared.difference_update(("_labels", "_index"))
+
+    def _own(self, keys: tuple[str, ...], used: int) -> None:
+        """Private copies of those of ``keys`` that other versions share, before changing them."""
+        for key in keys:
+            if key not in self._shared:
+                continue
+            a = getattr(self, key)
+            b = np.zeros(a.shape, dtype=a.dtype)  # calloc'd: room past ``used`` costs nothing until used
+            part = -(-used // rowbound.TILE) if key == "_codes" else used
+            b[:part] = a[:part]
+            setattr(self, key, b)
+            self._shared.discard(key)
+
+    def _room_for_rows(self, k: int) -> None:
+        """Room for ``k`` more rows past ``_n`` that no other version reads or writes."""
+        needed = self._n + k
+        if needed > len(self._X):
+            self._grow_rows(needed)
+        shared = tuple(key for key in _ROW_KEYS if key in self._shared)
+        if k and shared and not self._claim.extend_rows(self._n, needed):  # another version wrote there
+            self._own(shared, self._n)
+
+    def _room_for_labels(self, k: int) -> None:
+        L = len(self._labels)
+        needed = L + k
+        if needed > len(self._counts):
+            self._grow_labels(needed, used=L)
+        shared = tuple(key for key in _LABEL_KEYS if key in self._shared)
+        if k and shared and not self._claim.extend_labels(L, needed):
+            self._own(shared, L)
+
     def _grow_rows(self, needed: int) -> None:
-        if needed <= len(self._X):
-            return
-        # An eighth more, not double: one enrolment into an unpickled 30,000-student gallery (no spare
-        # rows) would otherwise allocate and copy 600 MB.
-        cap = max(needed, len(self._X) + len(self._X) // 8, 64)
+        # A quarter more: calloc'd, so the room is not resident until rows are written there.
+        cap = max(needed + needed // 4, 64)
         X = np.zeros((cap, self.dim), dtype=np.float32)
         X[: self._n] = self._X[: self._n]
         rl = np.zeros(cap, dtype=np.int32)
         rl[: self._n] = self._row_label[: self._n]
         self._X, self._row_label = X, rl
         self._resize_row_bounds(cap)
+        self._shared.difference_update(_ROW_KEYS)
 
     def _init_row_bounds(self, cap: int) -> None:
         # blocks of TILE rows, each word of a block contiguous: the scan reads one block after
@@ -357,69 +451,57 @@ class Gallery:
         self._c8_err = np.zeros(cap, dtype=np.float32)
 
     def _grow_labels(self, needed: int, *, used: int) -> None:
-        if needed <= len(self._sums):
-            return
-        cap = max(needed, len(self._sums) + len(self._sums) // 8, 16)
+        cap = needed + needed // 4 + 16
         L = used
-        sums = np.zeros((cap, self.dim), dtype=np.float32)
-        sums[:L] = self._sums[:L]
         counts = np.zeros(cap, dtype=np.int64)
         counts[:L] = self._counts[:L]
         cents = np.zeros((cap, self.dim), dtype=np.float32)
         cents[:L] = self._centroids[:L]
         cos_rho = np.ones(cap, dtype=np.float32)
         cos_rho[:L] = self._cos_rho[:L]
-        self._sums, self._counts, self._centroids, self._cos_rho = sums, counts, cents, cos_rho
+        self._counts, self._centroids, self._cos_rho = counts, cents, cos_rho
         c8, c8_scale, c8_err = self._c8, self._c8_scale, self._c8_err
         self._init_int8_centroids(cap)
         self._c8[:L], self._c8_scale[:L], self._c8_err[:L] = c8[:L], c8_scale[:L], c8_err[:L]
+        self._shared.difference_update(_LABEL_KEYS)
 
-    def copy(self) -> Gallery:
-        """An independent copy, to change while others keep reading this one. It has room for an
-        eighth more rows and students, so the changes that follow do not grow it again."""
-        new = Gallery.__new__(Gallery)
-        new.__dict__.update(self.__dict__)
-        n, L = self._n, len(self._labels)
-
-        def roomy(a: np.ndarray, used: int, fill: float = 0) -> np.ndarray:
-            out = np.full((used + used // 8 + 16, *a.shape[1:]), fill, dtype=a.dtype)
-            out[:used] = a[:used]
-            return out
-
-        new._X, new._row_label = roomy(self._X, n), roomy(self._row_label, n)
-        new._resize_row_bounds(len(new._X))  # its own copies of the rows' codes, as roomy
-        new._sums, new._counts = roomy(self._sums, L), roomy(self._counts, L)
-        new._centroids, new._cos_rho = roomy(self._centroids, L), roomy(self._cos_rho, L, 1.0)
-        new._c8, new._c8_scale, new._c8_err = roomy(self._c8, L), roomy(self._c8_scale, L), roomy(self._c8_err, L)
-        new._labels = list(self._labels)
-        new._index = dict(self._index)
-        new._slots, new._memo, new._coarse_memo = None, None, None
-        return new
-
-    def _update_centroid(self, li: int) -> None:
-        s = self._sums[li]
-        norm = np.linalg.norm(s)
-        self._centroids[li] = (s / norm).astype(np.float32) if norm > 0 else 0.0
-
-    def _refresh_bounds(self, touched: np.ndarray) -> None:
-        """Recompute, for the students ``touched`` (label indices), ``_cos_rho`` and their rows' codes
-        for ``rowbound`` (both depend on the student's centroid, so only on that student's rows)."""
+    def _refresh(self, touched: np.ndarray) -> None:
+        """Recompute, for the students ``touched`` (label indices), their centroids from their rows,
+        ``_cos_rho`` and their rows' codes for ``rowbound`` (all depend on the student's rows only)."""
         n = self._n
         if not len(touched) or not n:
             return
-        for start in range(0, len(touched), _ROW_CHUNK):  # bounded float64 temporaries
-            some = touched[start : start + _ROW_CHUNK]
-            self._c8[some], self._c8_scale[some], self._c8_err[some] = rowbound.quantise_centroids(self._centroids[some])
+        rl = self._row_label[:n]
         if len(touched) == 1:
-            rows = np.flatnonzero(self._row_label[:n] == touched[0])
+            rows = np.flatnonzero(rl == touched[0])
         else:
             mine = np.zeros(len(self._labels), dtype=bool)
             mine[touched] = True
-            rows = np.flatnonzero(mine[self._row_label[:n]])
+            rows = np.flatnonzero((rl >= 0) & mine[rl])
+        rows = rows[np.argsort(rl[rows], kind="stable")]
+        sorted_labels = rl[rows]
+        # Blocks of whole students: one sorted copy of a 500,000-row gallery would be a 1 GB
+        # temporary, and per-student sums of every student another 205 MB.
+        start = 0
+        while start < len(rows):
+            end = min(start + _ROW_CHUNK, len(rows))
+            if end < len(rows):  # extend to the end of the last student in the block
+                end = int(np.searchsorted(sorted_labels, sorted_labels[end - 1], side="right"))
+            block = rows[start:end]
+            li = rl[block]
+            starts = np.flatnonzero(np.r_[True, li[1:] != li[:-1]])
+            sums = np.add.reduceat(self._X[block], starts, axis=0)
+            norms = np.linalg.norm(sums, axis=1, keepdims=True)
+            norms[norms == 0] = 1.0
+            self._centroids[li[starts]] = sums / norms
+            start = end
+        for start in range(0, len(touched), _ROW_CHUNK):  # bounded float64 temporaries
+            some = touched[start : start + _ROW_CHUNK]
+            self._c8[some], self._c8_scale[some], self._c8_err[some] = rowbound.quantise_centroids(self._centroids[some])
         self._cos_rho[touched] = 1.0
         for start in range(0, len(rows), _ROW_CHUNK):  # bounded temporaries on a 500,000-row bulk load
             r = rows[start : start + _ROW_CHUNK]
-            li = self._row_label[r]
+            li = rl[r]
             codes, ones, h, g, err = rowbound.encode_rows(self._X[r], self._centroids[li])
             self._codes[r // rowbound.TILE, :, r % rowbound.TILE] = codes.T
             self._ones[r], self._h[r], self._g[r], self._err[r] = ones, h, g, err
@@ -436,7 +518,7 @@ class Gallery:
 
     @property
     def n_rows(self) -> int:
-        return self._n
+        return self._n - self._dead_rows
 
     def __len__(self) -> int:
         return len(self._labels)
@@ -447,13 +529,17 @@ class Gallery:
     def index_of(self, label: object) -> int:
         return self._index[str(label)]
 
+    def _live_rows(self) -> slice | np.ndarray:
+        return slice(0, self._n) if not self._dead_rows else np.flatnonzero(self._row_label[: self._n] >= 0)
+
     @property
     def embeddings(self) -> np.ndarray:
-        return self._X[: self._n]
+        """Every row (a view; a copy when rows were removed), in ``row_labels`` order."""
+        return self._X[self._live_rows()]
 
     @property
     def row_labels(self) -> list[str]:
-        return [self._labels[i] for i in self._row_label[: self._n]]
+        return [self._labels[i] for i in self._row_label[self._live_rows()]]
 
     def embeddings_of(self, label: object) -> np.ndarray:
         li = self._index[str(label)]
@@ -528,42 +614,42 @@ class Gallery:
         return self._slots
 
     def __getstate__(self) -> dict[str, Any]:
-        # Pickle only the used rows; per-student sums and centroids are rebuilt from them on load
-        # (they would add 60 % to a 30,000-student blob), and so are the rows' bound codes (a
-        # derived index: rebuilding it is cheaper than trusting a stored one), the slot index and
-        # memo on demand.
+        # Pickle only the live rows, as views (no copy unless rows were removed), never the room
+        # past them; centroids are rebuilt from the rows on load (they would add 60 % to a
+        # 30,000-student blob), and so are the rows' bound codes (a derived index: rebuilding it is
+        # cheaper than trusting a stored one), the slot index and memo on demand.
         state = self.__dict__.copy()
-        state["_X"] = self._X[: self._n].copy()
-        state["_row_label"] = self._row_label[: self._n].copy()
-        for key in ("_sums", "_counts", "_centroids", "_cos_rho", "_slots", "_memo", "_coarse_memo", *_DERIVED_KEYS):
+        live = self._live_rows()
+        state["_X"] = self._X[live]
+        state["_row_label"] = self._row_label[live]
+        state["_n"], state["_dead_rows"] = self.n_rows, 0
+        for key in ("_counts", "_centroids", "_cos_rho", "_slots", "_memo", "_coarse_memo", "_claim", *_DERIVED_KEYS):
             state[key] = None
+        state["_shared"] = set()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # galleries pickled before the row bounds and int8 centroids existed
+        # galleries pickled before the row bounds, int8 centroids and shared versions existed
         self.row_bound_students, self.coarse_students, self._coarse_memo = 64, 20_000, None
+        self._dead_rows, self._shared, self._claim = 0, set(), None
         self.__dict__.update(state)
+        self.__dict__.pop("_sums", None)
         L, n = len(self._labels), self._n
-        self._sums = np.zeros((L, self.dim), dtype=np.float32)
-        self._counts = np.bincount(self._row_label[:n], minlength=L).astype(np.int64)[:L]
-        self._centroids = np.zeros((L, self.dim), dtype=np.float32)
-        if n:
-            order = np.argsort(self._row_label[:n], kind="stable")
-            # In blocks: one sorted copy of a 500,000-row gallery would be a 1 GB temporary.
-            for start in range(0, n, _ROW_CHUNK):
-                block = order[start : start + _ROW_CHUNK]
-                li = self._row_label[block]
-                starts = np.flatnonzero(np.r_[True, li[1:] != li[:-1]])
-                self._sums[li[starts]] += np.add.reduceat(self._X[block], starts, axis=0)
-            for start in range(0, L, _ROW_CHUNK):  # no gallery-sized temporaries
-                sums = self._sums[start : start + _ROW_CHUNK]
-                norms = np.linalg.norm(sums, axis=1, keepdims=True)
-                norms[norms == 0] = 1.0
-                self._centroids[start : start + _ROW_CHUNK] = sums / norms
-        self._cos_rho = np.ones(L, dtype=np.float32)
-        self._init_int8_centroids(L)
-        self._init_row_bounds(len(self._X))
-        self._refresh_bounds(np.arange(L))
+        # The rows with the room ``TrainedModel.from_parts`` allocated past them (not resident until
+        # used): the next version appends there instead of copying them (see ``copy``).
+        self._X = _with_room(self._X)
+        cap = len(self._X)
+        row_label = np.zeros(cap, dtype=np.int32)
+        row_label[:n] = self._row_label[:n]
+        self._row_label = row_label
+        room = L + L // 4 + 16
+        self._counts = np.zeros(room, dtype=np.int64)
+        self._counts[:L] = np.bincount(self._row_label[:n], minlength=L)[:L]
+        self._centroids = np.zeros((room, self.dim), dtype=np.float32)
+        self._cos_rho = np.ones(room, dtype=np.float32)
+        self._init_int8_centroids(room)
+        self._init_row_bounds(cap)
+        self._refresh(np.arange(L))
         if n > self.exact_rows:  # a serving process loads the model: the first login should not wait
             rowbound.warm_up()
 
@@ -732,7 +818,8 @@ class Gallery:
             else:  # too many rows could beat the best found: the contract is exactness from the bar
                 more &= ub >= bar - _BOUND_SLACK
             survivors = np.zeros(L, dtype=bool)
-            survivors[self._row_label[rows]] = True
+            labels_of = self._row_label[rows]
+            survivors[labels_of[labels_of >= 0]] = True  # a removed row's bound is -inf: never one
             extra = np.flatnonzero(more & survivors)
         if len(extra) * 3 > L:  # gathering that many students' rows costs more than one dense pass
             return None

@@ -619,6 +619,7 @@ PARTS_FORMAT_VERSION = 2  # a head and parts: ``to_parts``
 # size of a part (each buffer's last is shorter); then each buffer's size (uint64), then the pickle.
 _PARTS_HEADER = struct.Struct("<IQQ")
 OUT_OF_BAND_MIN_BYTES = 1 << 16  # smaller arrays stay in the head's pickle
+BUFFER_ROOM = 4  # from_parts allocates each out-of-band array with 1/BUFFER_ROOM more room past it
 
 
 @dataclass
@@ -756,27 +757,34 @@ class TrainedModel:
 
         Memory: each array is allocated once at its final size and filled part by part, then handed to
         the unpickler (``pickle.loads(..., buffers=...)``), which wraps it without a copy; so a loader
-        holds the arrays and one part, never the model's bytes besides. ``to_bytes``'s one blob is
+        holds the arrays and one part, never the model's bytes besides. Each allocation has room for a
+        quarter more past the array (``BUFFER_ROOM``; calloc'd, so not resident until written), where
+        the gallery's next version appends rows (``Gallery.copy``). ``to_bytes``'s one blob is
         read too (``part`` is then not called). A part of another size than the head says is refused
         (``part`` itself raises for a missing one).
         """
         layout, stream_at = _parse_head(head)
         if not stream_at:
             return cls.from_bytes(head)
-        buffers: dict[int, bytearray] = {}
+        buffers: dict[int, np.ndarray] = {}
         for index, (buffer, offset, size) in enumerate(layout):
             data = memoryview(part(index))
             if data.nbytes != size:
                 raise errors.ModelUnavailable(f"trained model part {index + 1} of {len(layout)} holds {data.nbytes} bytes, not {size} (torn)")
             if buffer not in buffers:
-                buffers[buffer] = bytearray(_buffer_size(layout, buffer))
-            buffers[buffer][offset : offset + size] = data
+                total = _buffer_size(layout, buffer)
+                # A quarter more room past each array (calloc'd: not resident until written), so the
+                # gallery's next version appends rows there instead of copying 1 GB of them
+                # (``Gallery.copy``, ``classify._with_room``).
+                buffers[buffer] = np.zeros(total + total // BUFFER_ROOM, dtype=np.uint8)
+            buffers[buffer][offset : offset + size] = np.frombuffer(data, dtype=np.uint8)
             del data
+        views = [memoryview(buffers[b])[: _buffer_size(layout, b)] for b in sorted(buffers)]
         try:
-            envelope = _RestrictedUnpickler(io.BytesIO(memoryview(head)[stream_at:]), buffers=list(buffers.values())).load()
+            envelope = _RestrictedUnpickler(io.BytesIO(memoryview(head)[stream_at:]), buffers=views).load()
         except Exception as exc:  # corrupt, or naming a forbidden class
             raise errors.ModelUnavailable(f"trained model could not be read: {exc}") from exc
-        del buffers  # the arrays hold them now
+        del buffers, views  # the arrays hold them now
         model = envelope.get("model") if isinstance(envelope, dict) else None
         if not isinstance(model, cls):
             raise errors.ModelUnavailable("trained model envelope holds no model")

@@ -499,3 +499,114 @@ def test_a_probability_gate_sees_the_exact_probability_of_a_large_gallery() -> N
     model.gallery.coarse_students = 0
     ungated = vote_frames(with_config(model, min_probability=0.0), probes)
     np.testing.assert_allclose([v.probability for v in ungated], [v.probability for v in gated], rtol=1e-3)
+
+
+# --- versions sharing one gallery's storage (Gallery.copy) ------------------------------------------
+
+
+def assert_exact_search(gallery: Gallery, probes: np.ndarray) -> None:
+    """The login's search and the plain one against brute force over the gallery's live rows."""
+    ranked = ranked_brute_force(gallery.embeddings, gallery.row_labels, probes, gallery.labels, 1)
+    names, scores = gallery.search(probes, k=2, floor=0.55, within=0.0)
+    plain, plain_scores = gallery.search(probes, k=1)
+    for i, expected in enumerate(ranked):
+        assert same_students(plain[i][:1], expected) and plain_scores[i, 0] == pytest.approx(expected[0][1], abs=1e-5)
+        if expected[0][1] >= 0.55:
+            assert same_students(names[i][:1], expected) and scores[i, 0] == pytest.approx(expected[0][1], abs=1e-5)
+
+
+def bounded_gallery(X: np.ndarray, y: list[str]) -> Gallery:
+    # every path of the search: shortlist, rows' bounds, int8 centroids
+    return Gallery.from_arrays(X, y, exact_rows=0, shortlist=4, row_bound_students=0, coarse_students=0)
+
+
+def test_a_new_version_appends_into_the_shared_rows_without_changing_what_the_old_one_returns() -> None:
+    X, y, centres = clusters(300, 5, noise=0.75)
+    old = bounded_gallery(X, y)
+    probes = np.vstack([near(centres[::10], 0.5), near(X[:5], 0.3, seed=4), strangers(10)])
+    before = old.search(probes, k=2, floor=0.55, within=0.0)
+    new = old.copy()
+    new.add("late", near(X[:5], 0.2, seed=5))
+    new.add_many(near(X[5:15], 0.2, seed=6), ["later"] * 5 + ["latest"] * 5)
+    assert np.shares_memory(new._X, old._X), "the rows were copied"
+    after = old.search(probes, k=2, floor=0.55, within=0.0)
+    assert after[0] == before[0] and np.array_equal(after[1], before[1])
+    assert "late" not in old and old.n_rows == 1500 and new.n_rows == 1515
+    assert_exact_search(old, probes)
+    assert_exact_search(new, probes)
+    assert new.search(new.embeddings_of("late"), k=1)[0] == [["late"]] * 5
+
+
+def test_two_versions_built_on_one_never_write_over_each_others_rows() -> None:
+    X, y, centres = clusters(200, 5, noise=0.75)
+    base = bounded_gallery(X, y)
+    first, second = base.copy(), base.copy()
+    first.add("first", near(X[:5], 0.2, seed=7))
+    second.add("second", strangers(5, seed=8))  # where first's rows are, unless it makes its own room
+    probes = np.vstack([near(X[:5], 0.2, seed=7), strangers(5, seed=8), near(centres[::10], 0.5)])
+    for gallery in (base, first, second):
+        assert_exact_search(gallery, probes)
+    assert first.search(probes[:5], k=1)[0] == [["first"]] * 5
+    np.testing.assert_allclose(first.embeddings_of("first"), near(X[:5], 0.2, seed=7), atol=1e-6)
+
+
+def test_a_removed_student_is_never_returned_and_the_old_version_still_has_them() -> None:
+    X, y, centres = clusters(300, 5, noise=0.75)
+    old = bounded_gallery(X, y)
+    new = old.copy()
+    gone = [y[0], y[500], y[-1]]  # the last student too: the one moved into a freed index
+    for label in gone:
+        assert new.remove(label) == 5
+    new.add(y[1000], near(X[1000:1003], 0.3, seed=9))  # replaced photos: removed and added back
+    new.remove(y[1000])
+    new.add(y[1000], near(X[1000:1003], 0.3, seed=9))
+    assert np.shares_memory(new._X, old._X) and new.n_rows == 1500 - 15 - 5 + 3
+    probes = np.vstack([X[[0, 1, 500, 501, 1499, 1000]], near(X[:5], 0.1, seed=10), near(centres[::10], 0.5)])
+    for k, floor in ((1, None), (2, 0.55), (3, -1.0)):  # down to every student: no removed one anywhere
+        names, _ = new.search(probes, k=k, floor=floor)
+        assert not {label for found in names for label in found} & set(gone)
+    assert not set(gone) & set(new.labels) and all(label in old for label in gone)
+    assert_exact_search(new, probes)
+    assert_exact_search(old, probes)
+    assert old.search(X[[0, 500, 1499]], k=1)[0] == [[y[0]], [y[500]], [y[1499]]]
+    np.testing.assert_allclose(old.embeddings_of(y[1000]), X[1000:1005], atol=1e-6)
+
+
+def test_a_version_past_the_shared_room_grows_its_own_rows() -> None:
+    X, y, centres = clusters(100, 5, noise=0.75)
+    old = bounded_gallery(X, y)
+    new = old.copy()
+    room = len(old._X) - old.n_rows
+    Xn, yn, _ = clusters(room // 5 + 10, 5, noise=0.75, seed=3)
+    yn = [f"new{label}" for label in yn]
+    new.add_many(Xn[:10], yn[:10])
+    assert np.shares_memory(new._X, old._X)
+    for i in range(10, len(Xn), 5):
+        new.add(yn[i], Xn[i : i + 5])
+    assert not np.shares_memory(new._X, old._X) and new.n_rows == 500 + len(Xn)
+    probes = np.vstack([near(centres[::5], 0.5), near(Xn[::25], 0.3), strangers(10)])
+    assert_exact_search(new, probes)
+    assert_exact_search(old, probes)
+    assert old.n_rows == 500 and not any(label in old for label in yn)
+
+
+def test_pickling_a_version_stores_its_live_rows_only_and_decides_the_same() -> None:
+    X, y, centres = clusters(300, 5, noise=0.75)
+    new = bounded_gallery(X, y).copy()
+    new.remove(y[0])
+    new.remove(y[700])
+    new.add("late", near(X[:5], 0.2, seed=11))
+    assert new._dead_rows == 10 and len(new._X) > new._n
+    again = pickle.loads(pickle.dumps(new))
+    assert again.n_rows == again._n == new.n_rows and again._dead_rows == 0
+    assert again.labels == new.labels
+    np.testing.assert_array_equal(again.embeddings, new.embeddings)
+    assert again.row_labels == new.row_labels
+    probes = np.vstack([X[[0, 700, 701]], near(X[:5], 0.2, seed=11), near(centres[::10], 0.5), strangers(10)])
+    for k, floor, within in ((1, None, None), (2, 0.55, 0.0)):
+        a, b = new.search(probes, k=k, floor=floor, within=within), again.search(probes, k=k, floor=floor, within=within)
+        assert a[0] == b[0] and np.allclose(a[1], b[1], atol=1e-6)
+    # only the live rows, not the room past them nor the removed rows: a copy less
+    state = new.__getstate__()
+    assert len(state["_X"]) == new.n_rows and state["_counts"] is None
+    assert len(pickle.dumps(new)) < new.n_rows * 512 * 4 + 200_000

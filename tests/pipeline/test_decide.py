@@ -530,3 +530,27 @@ def test_verify_mode_fuses_against_the_claimed_student_only(model: TrainedModel)
     votes = [vote_claim(model, a, LABELS[1], threshold) for a in stream]
     d = decide_attempt(votes, AttemptDecider(config, model=model, claim=(LABELS[1], threshold)), stream)
     assert d.status == REJECTED  # someone else's stream claiming student 1
+
+
+def test_a_model_read_from_parts_has_room_for_its_next_version_and_never_stores_it(model: TrainedModel) -> None:
+    import copy
+
+    head, parts = model.to_parts(part_bytes=4096)
+    loaded = TrainedModel.from_parts(head, lambda i: bytes(parts[i]))
+    gallery = loaded.gallery
+    assert len(gallery._X) > gallery.n_rows  # room past the rows, allocated but not written
+    new = gallery.copy()  # the next version, as a serving process applies it
+    new.add("late", photos(STRANGERS[:1], 5, seed=9))
+    new.remove(LABELS[0])
+    assert np.shares_memory(new._X, gallery._X), "one more student copied the rows"
+    classifier = copy.copy(loaded.classifier)
+    classifier.gallery = new
+    version = replace(loaded, classifier=classifier, gallery=new)
+    head, parts = version.to_parts(part_bytes=4096)
+    stored = sum(p.nbytes for p in parts)
+    assert stored < new.n_rows * 512 * 4 + 64 * 1024  # the live rows: no room, no removed rows
+    again = TrainedModel.from_parts(head, lambda i: bytes(parts[i]))
+    assert again.labels == version.labels and again.gallery.n_rows == new.n_rows == 30 * 5
+    probes = np.vstack([photos(ENROLLED[:3], 2, seed=10), photos(STRANGERS[:1], 2, seed=9), STRANGERS[1:4]])
+    assert [(v.label, v.reason) for v in vote_frames(again, probes)] == [(v.label, v.reason) for v in vote_frames(version, probes)]
+    assert [v.label for v in vote_frames(again, probes)][:2] == [None, None]  # the removed student's frames

@@ -84,12 +84,15 @@ def test_a_gallery_keeps_its_row_codes_exact_through_changes_copies_and_pickling
     copy = g.copy()
     copy.add("late", X[590:600])
     for gallery in (g, copy, pickle.loads(pickle.dumps(copy))):
-        n = gallery.n_rows
-        fresh = rowbound.encode_rows(gallery.embeddings, gallery.centroids()[gallery._row_label[:n]])
-        codes = gallery._codes.transpose(1, 0, 2).reshape(rowbound.WORDS, -1)[:, :n]  # blocks back to rows
-        kept = (codes, gallery._ones[:n], gallery._h[:n], gallery._g[:n], gallery._err[:n])
+        live = np.flatnonzero(gallery._row_label[: gallery._n] >= 0)  # removed rows stay in place, marked
+        assert len(live) == gallery.n_rows
+        fresh = rowbound.encode_rows(gallery._X[live], gallery.centroids()[gallery._row_label[live]])
+        codes = gallery._codes.transpose(1, 0, 2).reshape(rowbound.WORDS, -1)[:, live]  # blocks back to rows
+        kept = (codes, gallery._ones[live], gallery._h[live], gallery._g[live], gallery._err[live])
         for mine, expected in zip(kept, fresh, strict=True):
             assert np.array_equal(mine, expected)
+        removed = np.flatnonzero(gallery._row_label[: gallery._n] < 0)
+        assert np.all(gallery._err[removed] == -np.inf)  # no probe's bound reaches a removed row
 
 
 def test_the_compiled_centroid_bounds_equal_the_gallerys_and_keep_the_highest() -> None:

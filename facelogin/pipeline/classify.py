@@ -151,17 +151,17 @@ class _Claim:
             self.rows, self.labels = max(self.rows, rows), max(self.labels, labels)
 
     def extend_rows(self, at: int, to: int) -> bool:
-        with self._lock:
-            if self.rows != at:
-                return False
-            self.rows = to
-            return True
+        return self._extend("rows", at, to)
 
     def extend_labels(self, at: int, to: int) -> bool:
+        return self._extend("labels", at, to)
+
+    def _extend(self, name: str, at: int, to: int) -> bool:
+        """Move the ``name`` mark from ``at`` to ``to``, only if no other version moved it since ``at``."""
         with self._lock:
-            if self.labels != at:
+            if getattr(self, name) != at:
                 return False
-            self.labels = to
+            setattr(self, name, to)
             return True
 
 

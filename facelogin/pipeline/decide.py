@@ -677,16 +677,27 @@ class TrainedModel:
         """``FLTM`` + version byte + pickle of an envelope. The app encrypts this blob at rest with an
         authenticated cipher; ``from_bytes`` additionally refuses anything but numpy / scikit-learn /
         scipy / this package's classes, so a swapped blob cannot name arbitrary callables."""
+        envelope = self._envelope(FORMAT_VERSION)
+        return _MAGIC + bytes([FORMAT_VERSION]) + pickle.dumps(envelope, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _envelope(self, version: int) -> dict[str, Any]:
+        """What is pickled: the model and the versions that made it (for an operator reading a blob)."""
         import sklearn
 
-        envelope = {
+        return {
             "format": "facelogin.trained_model",
-            "version": FORMAT_VERSION,
+            "version": version,
             "numpy": np.__version__,
             "sklearn": sklearn.__version__,
             "model": self,
         }
-        return _MAGIC + bytes([FORMAT_VERSION]) + pickle.dumps(envelope, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def _model_in(cls, envelope: Any) -> TrainedModel:
+        model = envelope.get("model") if isinstance(envelope, dict) else None
+        if not isinstance(model, cls):
+            raise errors.ModelUnavailable("trained model envelope holds no model")
+        return model
 
     @classmethod
     def from_bytes(cls, data: bytes) -> TrainedModel:
@@ -700,10 +711,7 @@ class TrainedModel:
             envelope = _RestrictedUnpickler(io.BytesIO(data[5:])).load()
         except Exception as exc:  # corrupt, truncated, or naming a forbidden class
             raise errors.ModelUnavailable(f"trained model could not be read: {exc}") from exc
-        model = envelope.get("model") if isinstance(envelope, dict) else None
-        if not isinstance(model, cls):
-            raise errors.ModelUnavailable("trained model envelope holds no model")
-        return model
+        return cls._model_in(envelope)
 
     def to_parts(self, *, part_bytes: int, out_of_band_min: int | None = None) -> tuple[bytes, list[memoryview]]:
         """(head, parts): the model for a store that limits one value's size (a database field: 1 GB;
@@ -716,19 +724,11 @@ class TrainedModel:
         into pieces of at most ``part_bytes``; a part never spans two arrays. They are views of the
         pickled arrays, not copies. Sealing both is the app's job, as for ``to_bytes``.
         """
-        import sklearn
-
         if out_of_band_min is None:
             out_of_band_min = min(OUT_OF_BAND_MIN_BYTES, part_bytes)
         if part_bytes < 1 or out_of_band_min < 1:
             raise ValueError("part_bytes and out_of_band_min must be positive")
-        envelope = {
-            "format": "facelogin.trained_model",
-            "version": PARTS_FORMAT_VERSION,
-            "numpy": np.__version__,
-            "sklearn": sklearn.__version__,
-            "model": self,
-        }
+        envelope = self._envelope(PARTS_FORMAT_VERSION)
         buffers: list[memoryview] = []
 
         def out_of_band(buffer: pickle.PickleBuffer) -> bool:
@@ -773,9 +773,6 @@ class TrainedModel:
                 raise errors.ModelUnavailable(f"trained model part {index + 1} of {len(layout)} holds {data.nbytes} bytes, not {size} (torn)")
             if buffer not in buffers:
                 total = _buffer_size(layout, buffer)
-                # A quarter more room past each array (calloc'd: not resident until written), so the
-                # gallery's next version appends rows there instead of copying 1 GB of them
-                # (``Gallery.copy``, ``classify._with_room``).
                 buffers[buffer] = np.zeros(total + total // BUFFER_ROOM, dtype=np.uint8)
             buffers[buffer][offset : offset + size] = np.frombuffer(data, dtype=np.uint8)
             del data
@@ -785,10 +782,7 @@ class TrainedModel:
         except Exception as exc:  # corrupt, or naming a forbidden class
             raise errors.ModelUnavailable(f"trained model could not be read: {exc}") from exc
         del buffers, views  # the arrays hold them now
-        model = envelope.get("model") if isinstance(envelope, dict) else None
-        if not isinstance(model, cls):
-            raise errors.ModelUnavailable("trained model envelope holds no model")
-        return model
+        return cls._model_in(envelope)
 
     def summary(self) -> dict[str, Any]:
         """Plain values to store next to the blob and show an operator."""

@@ -45,6 +45,10 @@ _DERIVED_KEYS = ("_codes", "_ones", "_h", "_g", "_err", "_c8", "_c8_scale", "_c8
 _ROW_KEYS = ("_X", "_row_label", "_codes", "_ones", "_h", "_g", "_err")
 _ROW_INDEX_KEYS = _ROW_KEYS[1:]  # all but the embeddings, which are never changed in place
 _LABEL_KEYS = ("_counts", "_centroids", "_cos_rho", "_c8", "_c8_scale", "_c8_err")
+# Gallery's defaults: students left by the centroid bounds above which the rows' own bounds are
+# checked first, and students above which centroids are scored from their int8 copies first.
+ROW_BOUND_STUDENTS = 64
+COARSE_STUDENTS = 20_000
 # Above this many probes at once the float32 product with every centroid is compute-bound (BLAS
 # runs near peak on a block), so the int8 pass stops paying; a login votes 1-8 frames at a time.
 _COARSE_MAX_PROBES = 16
@@ -224,8 +228,8 @@ class Gallery:
         top_k: int = 1,
         exact_rows: int = 4_000,
         shortlist: int = 32,
-        row_bound_students: int = 64,
-        coarse_students: int = 20_000,
+        row_bound_students: int = ROW_BOUND_STUDENTS,
+        coarse_students: int = COARSE_STUDENTS,
     ) -> None:
         if top_k < 1:
             raise ValueError("top_k must be >= 1")
@@ -393,7 +397,7 @@ class Gallery:
                 continue
             a = getattr(self, key)
             b = np.zeros(a.shape, dtype=a.dtype)  # calloc'd: room past ``used`` costs nothing until used
-            part = -(-used // rowbound.TILE) if key == "_codes" else used
+            part = rowbound.blocks_for(used) if key == "_codes" else used
             b[:part] = a[:part]
             setattr(self, key, b)
             self._shared.discard(key)
@@ -430,7 +434,7 @@ class Gallery:
     def _init_row_bounds(self, cap: int) -> None:
         # blocks of TILE rows, each word of a block contiguous: the scan reads one block after
         # another (2.4x faster than one array per word: 3.1 against 7.5 ms over 500,000 rows)
-        self._codes = np.zeros(((cap + rowbound.TILE - 1) // rowbound.TILE, rowbound.WORDS, rowbound.TILE), dtype=np.uint64)
+        self._codes = np.zeros((rowbound.blocks_for(cap), rowbound.WORDS, rowbound.TILE), dtype=np.uint64)
         self._ones = np.zeros(cap, dtype=np.int32)
         self._h = np.zeros(cap, dtype=np.float32)
         self._g = np.zeros(cap, dtype=np.float32)
@@ -440,7 +444,7 @@ class Gallery:
         n = self._n
         old = (self._codes, self._ones, self._h, self._g, self._err)
         self._init_row_bounds(cap)
-        used = (n + rowbound.TILE - 1) // rowbound.TILE
+        used = rowbound.blocks_for(n)
         self._codes[:used] = old[0][:used]
         for new, before in zip((self._ones, self._h, self._g, self._err), old[1:], strict=True):
             new[:n] = before[:n]
@@ -630,7 +634,7 @@ class Gallery:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # galleries pickled before the row bounds, int8 centroids and shared versions existed
-        self.row_bound_students, self.coarse_students, self._coarse_memo = 64, 20_000, None
+        self.row_bound_students, self.coarse_students, self._coarse_memo = ROW_BOUND_STUDENTS, COARSE_STUDENTS, None
         self._dead_rows, self._shared, self._claim = 0, set(), None
         self.__dict__.update(state)
         self.__dict__.pop("_sums", None)

@@ -32,12 +32,19 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TILE", "WORDS", "as_blocks", "candidate_rows", "centroid_bounds", "warm_up", "encode_rows", "int8_centroid_scores", "probe_planes", "quantise_centroids"]
+__all__ = ["TILE", "WORDS", "as_blocks", "blocks_for", "candidate_rows", "centroid_bounds", "warm_up", "encode_rows", "int8_centroid_scores", "probe_planes", "quantise_centroids"]
 
 WORDS = 8  # 512 sign bits as 64-bit words
 # The scan's codes are stored in blocks of TILE rows, (blocks, WORDS, TILE): each word of a block is
 # contiguous, and one block's buffers stay in L1/L2.
 TILE = 2_048
+
+
+def blocks_for(rows: int) -> int:
+    """Blocks of TILE rows that hold ``rows`` rows."""
+    return (rows + TILE - 1) // TILE
+
+
 PLANES = 4  # bit planes of the rounded probe: 16 levels
 _ENCODE_CHUNK = 4_096  # rows per float64 block when encoding (16 MB temporaries)
 
@@ -77,7 +84,7 @@ def encode_rows(X: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, ...]:
 def as_blocks(codes: np.ndarray) -> np.ndarray:
     """(WORDS, rows) codes in the scan's layout, (blocks, WORDS, TILE)."""
     rows = codes.shape[1]
-    blocks = np.zeros(((rows + TILE - 1) // TILE, WORDS, TILE), dtype=np.uint64)
+    blocks = np.zeros((blocks_for(rows), WORDS, TILE), dtype=np.uint64)
     padded = np.zeros((WORDS, len(blocks) * TILE), dtype=np.uint64)
     padded[:, :rows] = codes
     blocks[:] = padded.reshape(WORDS, len(blocks), TILE).transpose(1, 0, 2)

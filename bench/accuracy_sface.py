@@ -29,11 +29,10 @@ import numpy as np
 
 from bench import accuracy
 from facelogin.pipeline import quality
+from facelogin.pipeline.analyze import AnalyzerConfig, expose_login_face
 from facelogin.pipeline.decode import decode_image
 
 SFACE_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
-# The login's face exposure (AnalyzerConfig defaults): a dark face brought up before it is embedded.
-EXPOSURE = {"dark_below": 70.0, "bright_above": float("inf"), "target": 110.0, "max_gain": 3.0}
 
 
 def sface_model() -> Path:
@@ -68,7 +67,7 @@ class SFace:
         return out
 
 
-def reembedded(sface: SFace, data: bytes, frame: accuracy.Frame, purpose: str) -> accuracy.Frame:
+def reembedded(sface: SFace, config: AnalyzerConfig, data: bytes, frame: accuracy.Frame, purpose: str) -> accuracy.Frame:
     """``frame`` with SFace's embedding wherever the login embedded the face (same image, same light fix)."""
     analysis = frame.analysis
     if analysis is None or analysis.face is None or analysis.embedding is None:
@@ -79,7 +78,7 @@ def reembedded(sface: SFace, data: bytes, frame: accuracy.Frame, purpose: str) -
     if analysis.timings_ms.get("brighten", 0) > 0:
         image = quality.brighten(image)
     if purpose != "enrol":
-        exposed = quality.expose_face(image, analysis.face, **EXPOSURE)
+        exposed = expose_login_face(image, analysis.face, config)
         if exposed is not None:
             image = exposed[0]
     return replace(frame, analysis=replace(analysis, embedding=sface.embed(image, analysis.face)))
@@ -97,14 +96,14 @@ def install(sface: SFace) -> None:
                 from tests.faces import webcam_frame
 
                 data = webcam_frame(path, face_height=self.webcam_face_height)
-            out[(str(path), purpose)] = reembedded(sface, data, out[(str(path), purpose)], purpose)
+            out[(str(path), purpose)] = reembedded(sface, self.config, data, out[(str(path), purpose)], purpose)
         return out
 
     def sessions(self: accuracy.Analyzer, wanted: Any, frames: int, **kwargs: Any) -> dict:
         out = analyze_sessions(self, wanted, frames, **kwargs)
         for session in wanted:
             camera = session.camera()  # renders the same frames again, in order
-            out[session.key] = [reembedded(sface, camera.jpeg(i), f, "login") for i, f in enumerate(out[session.key])]
+            out[session.key] = [reembedded(sface, self.config, camera.jpeg(i), f, "login") for i, f in enumerate(out[session.key])]
         return out
 
     accuracy.Analyzer.analyze_many, accuracy.Analyzer.analyze_sessions = many, sessions

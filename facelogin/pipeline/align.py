@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from . import types
+from . import quality, types
 
 
 @dataclass(frozen=True)
@@ -68,12 +68,7 @@ def align_face(image: np.ndarray, face: types.Face, config: AlignConfig | None =
     roll = _roll_degrees(face) if cfg.level_eyes else 0.0
 
     if abs(roll) < cfg.min_roll and cfg.pad_outside:
-        # PIL pads a crop that leaves the image with black; paste it on the pad colour instead.
-        box = (int(x1), int(y1), max(int(x2), int(x1) + 1), max(int(y2), int(y1) + 1))
-        crop = Image.new("RGB", (box[2] - box[0], box[3] - box[1]), cfg.pad_colour)
-        inside = (max(box[0], 0), max(box[1], 0), min(box[2], width), min(box[3], height))
-        if inside[2] > inside[0] and inside[3] > inside[1]:
-            crop.paste(pil.crop(inside), (inside[0] - box[0], inside[1] - box[1]))
+        crop = _padded_crop(pil, (x1, y1, x2, y2), cfg.pad_colour)
     elif abs(roll) < cfg.min_roll:
         # extract_face: clip to the image, truncate to int, crop, resize bilinearly.
         box = (
@@ -104,12 +99,22 @@ def align_face(image: np.ndarray, face: types.Face, config: AlignConfig | None =
     return out
 
 
+def _padded_crop(pil: Image.Image, box: tuple[float, float, float, float], colour: tuple[int, int, int]) -> Image.Image:
+    """``box`` cut from ``pil`` with the part outside the image in ``colour`` (PIL would fill it black)."""
+    x1, y1 = int(box[0]), int(box[1])
+    x2, y2 = max(int(box[2]), x1 + 1), max(int(box[3]), y1 + 1)
+    crop = Image.new("RGB", (x2 - x1, y2 - y1), colour)
+    inside = (max(x1, 0), max(y1, 0), min(x2, pil.width), min(y2, pil.height))
+    if inside[2] > inside[0] and inside[3] > inside[1]:
+        crop.paste(pil.crop(inside), (inside[0] - x1, inside[1] - y1))
+    return crop
+
+
 def normalise_light(crop: np.ndarray, std: float, blur: float) -> np.ndarray:
     """The crop's central region (the face, not the margin) brought to luma mean 128 and ``std``."""
     pixels = crop.astype(np.float32)
     n = crop.shape[0]
-    centre = pixels[n // 4 : n - n // 8, n // 5 : n - n // 5]
-    luma = centre[..., 0] * 0.299 + centre[..., 1] * 0.587 + centre[..., 2] * 0.114
+    luma = quality.luma(pixels[n // 4 : n - n // 8, n // 5 : n - n // 5])
     scaled = (pixels - float(luma.mean())) * (std / max(float(luma.std()), 1.0)) + 128.0
     out = np.clip(scaled, 0, 255).astype(np.uint8)
     if blur > 0:

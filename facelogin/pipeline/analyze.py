@@ -35,7 +35,7 @@ from typing import Protocol
 import numpy as np
 
 from . import errors, quality
-from .align import AlignConfig, align_face
+from .align import AlignConfig, align_face, align_five_points
 from .decode import LIVE_FORMATS, DecodeLimits, decode_image
 from .detect import DetectorConfig, FaceDetector, as_rgb_array
 from .flash import skin_colour
@@ -154,7 +154,8 @@ class FaceAnalyzer:
         """Load MTCNN and the embedder and run each once, so the first user does not wait for it."""
         self.detector.load()
         self.detector.detect(np.full((480, 640, 3), 128, dtype=np.uint8))
-        self.embedder.embed(np.zeros((1, 160, 160, 3), dtype=np.uint8))
+        side = getattr(self.embedder, "input_size", 160)
+        self.embedder.embed(np.zeros((1, side, side, 3), dtype=np.uint8))
         if self.mesher is not None:
             self.mesher.load()
 
@@ -280,7 +281,10 @@ class FaceAnalyzer:
         face = detection.largest
         if face is None or report is None:
             return FrameAnalysis(detection=detection, face=None, quality=None, timings_ms=timings)
-        crop = align_face(image, face, cfg.align)
+        if getattr(self.embedder, "alignment", "box") == "five_points":  # e.g. SFace: its own five-point crop
+            crop = align_five_points(image, face, getattr(self.embedder, "input_size", 112))
+        else:
+            crop = align_face(image, face, cfg.align)
         clock.lap("align")
         mesh = skin = pad_score = None
         if purpose == LOGIN and self.mesher is not None:

@@ -58,3 +58,17 @@ def test_sface_embeddings_match_opencvs_and_tell_people_apart(faces_dir: Path) -
     names = list(vectors)
     different = [a @ b for i, n in enumerate(names) for m in names[i + 1 :] for a in vectors[n] for b in vectors[m]]
     assert min(same) > max(different)
+
+
+def test_the_analyser_gives_an_sface_embedder_its_five_point_crop(faces_dir: Path) -> None:
+    from facelogin.pipeline.analyze import FaceAnalyzer
+
+    embedder = SFaceEmbedder(sface_path())
+    analyzer = FaceAnalyzer(None, embedder)
+    analyzer.warm_up()
+    photo = sorted((faces_dir / "johns" / "John_Salley").iterdir())[0]
+    analysis = analyzer.analyze_bytes(photo.read_bytes(), purpose="enrol")
+    image = np.asarray(Image.open(photo).convert("RGB"))
+    expected = embedder.embed(align_five_points(image, analysis.face)[None])[0]
+    assert analysis.crop.shape == (112, 112, 3)
+    assert float(analysis.embedding @ expected) > 0.999

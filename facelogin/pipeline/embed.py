@@ -281,6 +281,9 @@ def get_embedder(path: Path, threads: int | None = None, *, backend: str = "torc
     with _cache_lock:
         embedder = _cache.get(key)
         if embedder is None:
+            if Path(path).name == "face_recognition_sface_2021dec_int8bq.onnx":  # weights.SFACE_FILE: not FaceNet
+                embedder = _cache[key] = SFaceEmbedder(Path(path), threads=threads)  # type: ignore[assignment]
+                return embedder
             cls = OnnxEmbedder if backend == "onnx" else Embedder
             embedder = _cache[key] = cls(Path(path), threads=threads)
         return embedder

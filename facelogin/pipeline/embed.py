@@ -1,6 +1,8 @@
-"""Face crops -> 512-d unit embeddings with facenet-pytorch's InceptionResnetV1.
+"""Face crops -> 512-d unit embeddings: SFace (``SFaceEmbedder``, the default) or facenet-pytorch's
+InceptionResnetV1 (``Embedder`` on torch, ``OnnxEmbedder`` on ONNX Runtime).
 
-Crops are what the align stage produces: uint8 RGB, 160x160. They are standardised here exactly as
+Each embedder names its crop (``input_size``, ``alignment``); the analyser cuts it. FaceNet's crops are
+uint8 RGB, 160x160, the face's box plus a margin. They are standardised here exactly as
 facenet-pytorch's ``fixed_image_standardization`` / MTCNN ``post_process=True`` do: (x - 127.5) / 128.
 
 The model loads lazily, once, under a lock; nothing loads at import time. Weights come only from a
@@ -281,7 +283,7 @@ def get_embedder(path: Path, threads: int | None = None, *, backend: str = "torc
     with _cache_lock:
         embedder = _cache.get(key)
         if embedder is None:
-            if Path(path).name == "face_recognition_sface_2021dec_int8bq.onnx":  # weights.SFACE_FILE: not FaceNet
+            if Path(path).name == weights.SFACE_FILE:  # SFace's file: not FaceNet, whatever the backend
                 embedder = _cache[key] = SFaceEmbedder(Path(path), threads=threads)  # type: ignore[assignment]
                 return embedder
             cls = OnnxEmbedder if backend == "onnx" else Embedder
@@ -294,9 +296,9 @@ class SFaceEmbedder:
     OpenCV's dnn module: 128 numbers a face from a 112x112 crop aligned on the five points
     (``align.align_five_points``), padded with zeros to the gallery's 512 columns (cosines unchanged).
 
-    Measured (bench.accuracy_sface, 5 seeds): live sessions 0.991 against FaceNet's 0.958 on the same
-    frames, 0 impostors. Needs OpenCV 4.x: 5.1's new graph engine refuses this file, and onnxruntime
-    refuses its block quantisation. Groundwork for a model switch, not wired into the portal yet.
+    The default model (weights.DEFAULT_MODEL): on bench.accuracy's live sessions it signs in 0.991 of the
+    genuine attempts against FaceNet's 0.958 on the same frames, with no stranger in (README). Needs
+    OpenCV 4.x: 5.1's new graph engine refuses this file, and onnxruntime refuses its block quantisation.
     """
 
     backend = "sface"
@@ -304,22 +306,43 @@ class SFaceEmbedder:
     alignment = "five_points"
 
     def __init__(self, model_path: Path, *, threads: int | None = None) -> None:
-        import cv2
-
-        if threads:
-            cv2.setNumThreads(threads)
         self.model_path = Path(model_path)
-        self._net = cv2.dnn.readNet(str(self.model_path))
+        self.threads = threads
+        self._net: Any = None
         self._lock = threading.Lock()  # one cv2.dnn.Net is not safe to run from two threads at once
+
+    def _load(self) -> Any:
+        try:
+            import cv2
+        except ImportError as exc:
+            raise errors.ModelUnavailable(
+                "SFace needs OpenCV 4.x: pip install -r requirements.txt (opencv-python-headless).", reason="missing"
+            ) from exc
+        if self.threads:
+            cv2.setNumThreads(self.threads)
+        try:
+            return cv2.dnn.readNet(str(self.model_path))
+        except cv2.error as exc:
+            raise errors.ModelUnavailable(
+                f"OpenCV {cv2.__version__} cannot read {self.model_path.name} (SFace needs OpenCV 4.x).",
+                reason="unreadable",
+                path=str(self.model_path),
+            ) from exc
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         crops = np.asarray(crops, dtype=np.uint8)
         if crops.ndim != 4 or crops.shape[1:] != (self.input_size, self.input_size, 3):
             raise ValueError(f"SFace takes (n, {self.input_size}, {self.input_size}, 3) crops, got {crops.shape}")
-        out = np.zeros((len(crops), 512), dtype=np.float32)
+        out = np.zeros((len(crops), EMBEDDING_DIM), dtype=np.float32)
         with self._lock:
+            if self._net is None:
+                self._net = self._load()
             for i, crop in enumerate(crops):  # the quantised graph is built for batch 1
                 self._net.setInput(crop.transpose(2, 0, 1)[None].astype(np.float32))
                 vector = self._net.forward().ravel()
                 out[i, : vector.size] = vector / max(float(np.linalg.norm(vector)), 1e-12)
         return out
+
+    def warm_up(self) -> None:
+        """Load the model and run one dummy crop, so the first real request does not pay for it."""
+        self.embed(np.full((1, self.input_size, self.input_size, 3), 128, dtype=np.uint8))

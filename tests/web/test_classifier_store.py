@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from facelogin.models import ClassifierArtifactPart, ClassifierVersion, EnrolmentPhoto
@@ -20,7 +21,7 @@ from facelogin.pipeline.classify import normalise
 from facelogin.pipeline.errors import ModelUnavailable
 from facelogin.services import biometrics, classifier_store, training
 
-MODEL = "casia-webface"
+MODEL = settings.FACELOGIN["MODEL"]  # the engine's model: photos of another are not in its gallery
 PART_BYTES = 16_384
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_loaded_model")]
 

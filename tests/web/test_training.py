@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from facelogin.models import ClassifierVersion, EnrolmentPhoto
@@ -14,7 +15,7 @@ from facelogin.pipeline.classify import normalise
 from facelogin.services import biometrics, classifier_store, enrolment, training
 from tests import faces
 
-MODEL = "casia-webface"
+MODEL = settings.FACELOGIN["MODEL"]  # the engine's model: photos of another are not in its gallery
 pytestmark = pytest.mark.usefixtures("fresh_loaded_model")
 
 

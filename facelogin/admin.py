@@ -96,6 +96,18 @@ class DeploymentWarningsMixin:
         risk = stranger_risk.stranger_risk()
         if risk is not None and risk.recommend_verify:
             self.message_user(request, stranger_risk_text(risk), messages.WARNING)
+        stale = enrolment.photos_of_other_models()
+        if stale:
+            self.message_user(
+                request,
+                _(
+                    "%(count)s accepted photos are embedded with another face model (%(models)s) than FACELOGIN_MODEL "
+                    "(%(model)s): their students cannot sign in by face until `manage.py reembed_photos` has run "
+                    "(or set FACELOGIN_MODEL back)."
+                )
+                % {"count": f"{sum(stale.values()):,}", "models": ", ".join(sorted(stale)), "model": settings.FACELOGIN["MODEL"]},
+                messages.WARNING,
+            )
         return super().changelist_view(request, extra_context)
 
 

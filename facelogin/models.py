@@ -139,7 +139,7 @@ class EnrolmentPhoto(models.Model):
     source_name = models.CharField(max_length=255, blank=True)
     content_sha256 = models.CharField(max_length=64, db_index=True)
     original = models.BinaryField(null=True, blank=True)  # encrypted; dropped after processing by default
-    crop = models.BinaryField(null=True, blank=True)  # encrypted JPEG of the aligned 160x160 face
+    crop = models.BinaryField(null=True, blank=True)  # encrypted JPEG of the face as its model takes it (160 px FaceNet, 112 px SFace)
     embedding = models.BinaryField(null=True, blank=True)  # encrypted float32 x 512
     model_name = models.CharField(max_length=64, blank=True)
     quality = models.JSONField(null=True, blank=True)

@@ -56,7 +56,7 @@ def reembed_photos(model: str, path: str | None = None, actor_id: int | None = N
     from facelogin.services.training import retrain_request
 
     actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
-    count = photos_reembed(model=model, path=path, actor=actor)
+    count = photos_reembed(model=model, path=path, actor=actor).count
     retrain_request(reason=f"re-embedded {count} photo(s) for {model}", actor=actor, countdown=0)
     return count
 

@@ -50,6 +50,9 @@ STAGES = ("decode", "detect", "quality", "align", "embed")
 
 
 class SupportsEmbed(Protocol):
+    """An embedder. It may name its crop: ``input_size`` (px, default 160) and ``alignment`` ("box":
+    align_face's box crop, the default; "five_points": align_five_points, as SFace takes it)."""
+
     def embed(self, crops: np.ndarray) -> np.ndarray: ...
 
 

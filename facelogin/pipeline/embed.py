@@ -68,6 +68,8 @@ class Embedder:
     """InceptionResnetV1 (classify=False) on verified weights; thread-safe lazy load."""
 
     backend = "torch"
+    input_size = CROP_SIZE
+    alignment = "box"  # align.align_face: the face's box plus a margin
 
     def __init__(self, state_dict_path: Path, *, threads: int | None = None, device: str = "cpu") -> None:
         self.state_dict_path = Path(state_dict_path)

@@ -68,3 +68,21 @@ def test_an_unexpected_error_puts_the_photo_back_in_the_queue(make_student, monk
     photo.refresh_from_db()
     assert photo.state == "queued" and photo.original is not None
     assert enrolment.photo_process(photo_id=photo.pk).state == "accepted"  # the retry succeeds
+
+
+def test_prepare_models_checks_sfaces_file_and_refuses_a_changed_copy(settings, tmp_path):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    from facelogin.pipeline.weights import sface_file
+
+    settings.FACELOGIN = {**settings.FACELOGIN, "MODEL": "sface", "MODEL_PATH": None}
+    out = StringIO()
+    call_command("prepare_models", stdout=out)
+    assert out.getvalue().strip().endswith(f"{sface_file()} (sface)")
+    changed = tmp_path / "face_recognition_sface_2021dec_int8bq.onnx"
+    changed.write_bytes(sface_file().read_bytes()[:-1] + b"\x01")
+    settings.FACELOGIN = {**settings.FACELOGIN, "MODEL": "sface", "MODEL_PATH": str(changed)}
+    with pytest.raises(CommandError, match="not the SFace file"):
+        call_command("prepare_models")

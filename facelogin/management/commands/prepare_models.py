@@ -1,4 +1,4 @@
-"""Prepare the FaceNet weights named by FACELOGIN_MODEL (offline for the default casia-webface)."""
+"""Prepare the face model named by FACELOGIN_MODEL: SFace's file checked, or FaceNet's weights converted (offline)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from facelogin.services.recognition import prepare_embedding_weights
 
 
 class Command(BaseCommand):
-    help = "Convert or verify the FaceNet weights (cached with their hash under FACELOGIN_MODEL_DIR)."
+    help = "Check SFace's file, or convert and verify the FaceNet weights (cached with their hash under FACELOGIN_MODEL_DIR)."
 
     def handle(self, *args, **options) -> None:
         from django.conf import settings
@@ -19,8 +19,9 @@ class Command(BaseCommand):
         backend = settings.FACELOGIN["EMBEDDER"]
         try:
             path = prepare_embedding_weights()
-            if backend != "torch":  # export (once, cached beside the weights) and check it against torch now
-                get_embedder(path, threads=settings.FACELOGIN["TORCH_THREADS"], backend=backend).warm_up()
+            embedder = get_embedder(path, threads=settings.FACELOGIN["TORCH_THREADS"], backend=backend)
+            if embedder.backend != "torch":  # load SFace, or export FaceNet (once, cached) and check it against torch, now
+                embedder.warm_up()
         except ModelUnavailable as exc:
             raise CommandError(str(exc)) from exc
-        self.stdout.write(f"face model ready: {path} ({backend})")
+        self.stdout.write(f"face model ready: {path} ({embedder.backend})")

@@ -4,7 +4,8 @@
 
 Synthetic unit-norm 512-d embeddings, 5 per student: each student has a random direction, and the
 photos scatter around it (cosine to their centre about 0.8, strangers near 0), which is the shape of
-real FaceNet galleries without needing 150,000 faces. Per size it measures, with the decision code the
+real FaceNet galleries without needing 150,000 faces; ``--dims 128`` puts them in 128 of the 512
+columns, as SFace's vectors are stored. Per size it measures, with the decision code the
 login uses (``decide.train_model`` with the default nearest-centroid classifier and calibration):
 
 * ``train_s``: a full retrain (classifier + calibration, no held-out split), what a retrain task costs;
@@ -69,22 +70,30 @@ PER_STUDENT = 5
 DIM = 512
 
 
-def synthetic_gallery(students: int, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
-    centres = rng.standard_normal((students, DIM)).astype(np.float32)
+def gaussian(rng: np.random.Generator, shape: tuple[int, ...], dims: int) -> np.ndarray:
+    """Standard normal numbers in the first ``dims`` of the last axis's DIM columns, zeros after (SFace's
+    128 numbers padded to 512), scaled so a vector's length is that of DIM columns."""
+    out = np.zeros((*shape[:-1], DIM), dtype=np.float32)
+    out[..., :dims] = rng.standard_normal((*shape[:-1], dims)).astype(np.float32) * np.float32(np.sqrt(DIM / dims))
+    return out
+
+
+def synthetic_gallery(students: int, rng: np.random.Generator, dims: int = DIM) -> tuple[np.ndarray, list[str]]:
+    centres = gaussian(rng, (students, DIM), dims)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    noise = rng.standard_normal((students, PER_STUDENT, DIM)).astype(np.float32) * 0.033
+    noise = gaussian(rng, (students, PER_STUDENT, DIM), dims) * 0.033
     X = (centres[:, None, :] + noise).reshape(-1, DIM)
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     labels = [str(i) for i in range(students) for _ in range(PER_STUDENT)]
     return X, labels
 
 
-def measure(students: int, seed: int, *, levers: dict | None = None, faiss_levers: bool = False) -> dict:
+def measure(students: int, seed: int, *, levers: dict | None = None, faiss_levers: bool = False, dims: int = DIM) -> dict:
     """One gallery of ``students``; ``levers`` sets Gallery attributes after training (e.g.
     ``row_bound_students=10**12`` turns the rows' bounds off, ``coarse_students=10**12`` the int8
     centroids) to measure each lever on its own."""
     rng = np.random.default_rng(seed)
-    X, labels = synthetic_gallery(students, rng)
+    X, labels = synthetic_gallery(students, rng, dims)
 
     started = time.perf_counter()
     model = train_model(X, labels, holdout=0.0, seed=seed)
@@ -92,7 +101,7 @@ def measure(students: int, seed: int, *, levers: dict | None = None, faiss_lever
     for name, value in (levers or {}).items():
         setattr(model.gallery, name, value)
 
-    probes = X[rng.integers(0, len(X), 200)] + rng.standard_normal((200, DIM)).astype(np.float32) * 0.02
+    probes = X[rng.integers(0, len(X), 200)] + gaussian(rng, (200, DIM), dims) * 0.02
     probes /= np.linalg.norm(probes, axis=1, keepdims=True)
     times, cpu, correct = [], [], 0
     for probe in probes:
@@ -101,7 +110,7 @@ def measure(students: int, seed: int, *, levers: dict | None = None, faiss_lever
         times.append((time.perf_counter() - t0) * 1000)
         cpu.append((time.thread_time() - c0) * 1000)
         correct += vote.label is not None
-    stranger_probes = rng.standard_normal((200, DIM)).astype(np.float32)
+    stranger_probes = gaussian(rng, (200, DIM), dims)
     stranger_probes /= np.linalg.norm(stranger_probes, axis=1, keepdims=True)
     stranger_times, stranger_cpu, strangers_accepted = [], [], 0
     for probe in stranger_probes:
@@ -353,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-row-bounds", action="store_true", help="lever off: no rows' bounds (an exact pass instead)")
     parser.add_argument("--no-int8", action="store_true", help="lever off: float32 centroid scores for every probe")
     parser.add_argument("--faiss", action="store_true", help="also time faiss flat/SQ8/fp16 indexes (pip install faiss-cpu)")
+    parser.add_argument(
+        "--dims", type=int, default=DIM, help=f"columns the embeddings use (default {DIM}, FaceNet; 128: SFace, zero-padded to {DIM})"
+    )
     parser.add_argument("--json", type=Path, default=Path("bench/results/gallery.json"))
     args = parser.parse_args(argv)
     sizes = args.students or [1000, 10000, 30000]
@@ -372,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
             levers["row_bound_students"] = 10**12
         if args.no_int8:
             levers["coarse_students"] = 10**12
-        rows.append({"run": seed - args.seed, "seed": seed, **measure(n, seed, levers=levers, faiss_levers=args.faiss)})
+        rows.append({"run": seed - args.seed, "seed": seed, **measure(n, seed, levers=levers, faiss_levers=args.faiss, dims=args.dims)})
     summary = summarise(rows)
     print_table(rows, summary)
     args.json.parent.mkdir(parents=True, exist_ok=True)

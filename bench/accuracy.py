@@ -81,7 +81,7 @@ DEFAULT_CACHE = REPO / "data" / "bench-cache"
 DEFAULT_MODELS = REPO / "data" / "models"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 DEFAULT_CLASSIFIER = "centroid"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: SFace vectors spread over the 512 columns (embed.spread), no longer zero-padded
 # --sweep: decision settings tried on the default classifier's model (same calibration, same votes' scores).
 SWEEP = [
     (m, margin, conflict) for m in (1, 2, 3, 4, 5) for margin in (0.0, 0.05, 0.1) for conflict in ("confident", "votes")

@@ -4,8 +4,8 @@
 
 Synthetic unit-norm 512-d embeddings, 5 per student: each student has a random direction, and the
 photos scatter around it (cosine to their centre about 0.8, strangers near 0), which is the shape of
-real FaceNet galleries without needing 150,000 faces; ``--dims 128`` puts them in 128 of the 512
-columns, as SFace's vectors are stored. Per size it measures, with the decision code the
+real FaceNet galleries without needing 150,000 faces; ``--dims 128`` draws 128 numbers and spreads
+them over the 512 columns, as SFace's vectors are stored (``embed.spread``). Per size it measures, with the decision code the
 login uses (``decide.train_model`` with the default nearest-centroid classifier and calibration):
 
 * ``train_s``: a full retrain (classifier + calibration, no held-out split), what a retrain task costs;
@@ -71,11 +71,14 @@ DIM = 512
 
 
 def gaussian(rng: np.random.Generator, shape: tuple[int, ...], dims: int) -> np.ndarray:
-    """Standard normal numbers in the first ``dims`` of the last axis's DIM columns, zeros after (SFace's
-    128 numbers padded to 512), scaled so a vector's length is that of DIM columns."""
-    out = np.zeros((*shape[:-1], DIM), dtype=np.float32)
-    out[..., :dims] = rng.standard_normal((*shape[:-1], dims)).astype(np.float32) * np.float32(np.sqrt(DIM / dims))
-    return out
+    """Standard normal numbers, ``dims`` of them per vector laid over DIM columns as the face model
+    stores them (``embed.spread``: SFace's 128 numbers as four copies), scaled so a vector's length is
+    that of DIM independent columns. ``dims=DIM`` draws exactly what this benchmark always drew."""
+    short = rng.standard_normal((*shape[:-1], dims)).astype(np.float32)
+    if dims == DIM:
+        return short
+    copies = DIM // dims
+    return np.tile(short, copies) * np.float32(np.sqrt(DIM / dims) / np.sqrt(copies))
 
 
 def synthetic_gallery(students: int, rng: np.random.Generator, dims: int = DIM) -> tuple[np.ndarray, list[str]]:
@@ -363,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-int8", action="store_true", help="lever off: float32 centroid scores for every probe")
     parser.add_argument("--faiss", action="store_true", help="also time faiss flat/SQ8/fp16 indexes (pip install faiss-cpu)")
     parser.add_argument(
-        "--dims", type=int, default=DIM, help=f"columns the embeddings use (default {DIM}, FaceNet; 128: SFace, zero-padded to {DIM})"
+        "--dims", type=int, default=DIM, help=f"numbers per embedding (default {DIM}, FaceNet; 128: SFace, spread over {DIM} as embed.spread does)"
     )
     parser.add_argument("--json", type=Path, default=Path("bench/results/gallery.json"))
     args = parser.parse_args(argv)

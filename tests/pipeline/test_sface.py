@@ -52,8 +52,9 @@ def test_sface_embeddings_match_opencvs_and_tell_people_apart(faces_dir: Path) -
             row = np.array([[x1, y1, x2 - x1, y2 - y1, *np.asarray(face.landmarks, np.float32).ravel(), 1]], np.float32)
             reference = recognizer.feature(recognizer.alignCrop(np.ascontiguousarray(image[:, :, ::-1]), row)).ravel()
             vector = embedder.embed(crop[None])[0]
-            assert vector[:128] @ (reference / np.linalg.norm(reference)) > 0.995  # our crop ~ OpenCV's alignCrop
-            assert not vector[128:].any()
+            unit = reference / np.linalg.norm(reference)
+            assert vector[:128] @ unit * 2 > 0.995  # our crop ~ OpenCV's alignCrop (one of four copies, halved)
+            np.testing.assert_array_equal(vector.reshape(4, 128), np.tile(vector[:128], (4, 1)))
             vectors.setdefault(person.name, []).append(vector)
     same = [a @ b for vs in vectors.values() for i, a in enumerate(vs) for b in vs[i + 1 :]]
     names = list(vectors)
@@ -89,3 +90,16 @@ def test_model_sface_is_the_checked_file_and_gets_its_own_embedder(tmp_path: Pat
         prepare_weights("sface", tmp_path, path=tampered)
     with pytest.raises(errors.ModelUnavailable):
         prepare_weights("sface", tmp_path, path=tmp_path / "missing.onnx")
+
+
+def test_spreading_over_the_gallerys_columns_keeps_every_cosine() -> None:
+    from facelogin.pipeline.embed import spread
+
+    rng = np.random.default_rng(0)
+    a, b = (v / np.linalg.norm(v) for v in rng.standard_normal((2, 128)))
+    wide_a, wide_b = spread(a, 512), spread(b, 512)
+    assert wide_a.shape == (512,) and abs(float(np.linalg.norm(wide_a)) - 1) < 1e-6
+    assert abs(float(wide_a @ wide_b) - float(a @ b)) < 1e-6
+    assert np.count_nonzero(wide_a) == 512  # no dead columns for the search's sign bits
+    with pytest.raises(ValueError):
+        spread(a[:100], 512)

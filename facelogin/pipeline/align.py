@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from . import quality, types
+from .detect import as_rgb_array
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def align_face(image: np.ndarray, face: types.Face, config: AlignConfig | None =
     cfg = config or AlignConfig()
     if cfg.margin >= cfg.image_size:
         raise ValueError("margin must be smaller than image_size")
-    pil = Image.fromarray(image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2))
+    pil = Image.fromarray(as_rgb_array(image))
     width, height = pil.size
     x1, y1, x2, y2 = margin_box(face.box, cfg.image_size, cfg.margin)
     roll = _roll_degrees(face) if cfg.level_eyes else 0.0
@@ -152,7 +153,7 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 def align_five_points(image: np.ndarray, face: types.Face, size: int = 112) -> np.ndarray:
     """A uint8 (size, size, 3) RGB crop with the face's five points moved onto SFace's template."""
-    pil = Image.fromarray(image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2))
+    pil = Image.fromarray(as_rgb_array(image))
     matrix = similarity_transform(np.asarray(face.landmarks, np.float64), FIVE_POINT_TEMPLATE * (size / 112))
     # PIL maps output pixels back to input pixels: the inverse transform.
     inverse = np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]

@@ -65,6 +65,7 @@ from tqdm import tqdm
 
 from facelogin.pipeline import rowbound
 from facelogin.pipeline.decide import TrainedModel, train_model, vote_frames
+from facelogin.pipeline.embed import spread
 
 PER_STUDENT = 5
 DIM = 512
@@ -72,13 +73,13 @@ DIM = 512
 
 def gaussian(rng: np.random.Generator, shape: tuple[int, ...], dims: int) -> np.ndarray:
     """Standard normal numbers, ``dims`` of them per vector laid over DIM columns as the face model
-    stores them (``embed.spread``: SFace's 128 numbers as four copies), scaled so a vector's length is
-    that of DIM independent columns. ``dims=DIM`` draws exactly what this benchmark always drew."""
+    stores them (``embed.spread``: SFace's 128 numbers as four copies), at the length of DIM independent
+    columns (spread's copies keep unit length; times sqrt(copies) undoes that). ``dims=DIM`` draws
+    exactly what this benchmark always drew."""
     short = rng.standard_normal((*shape[:-1], dims)).astype(np.float32)
     if dims == DIM:
         return short
-    copies = DIM // dims
-    return np.tile(short, copies) * np.float32(np.sqrt(DIM / dims) / np.sqrt(copies))
+    return spread(short, DIM) * np.float32(np.sqrt(DIM // dims))
 
 
 def synthetic_gallery(students: int, rng: np.random.Generator, dims: int = DIM) -> tuple[np.ndarray, list[str]]:

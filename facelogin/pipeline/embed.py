@@ -294,7 +294,8 @@ def get_embedder(path: Path, threads: int | None = None, *, backend: str = "torc
 
 
 def spread(vector: np.ndarray, dim: int) -> np.ndarray:
-    """A short unit vector laid over ``dim`` columns as ``dim / len`` copies scaled to unit length.
+    """Short unit vectors (along the last axis) laid over ``dim`` columns as ``dim / len`` copies scaled
+    to unit length.
 
     Why not zeros after it: the gallery search proves a stranger away from every row with sign bits of
     each row's residual (rowbound.py); on zero columns the bits explain nothing, and a stranger at
@@ -302,9 +303,9 @@ def spread(vector: np.ndarray, dim: int) -> np.ndarray:
     informative, and dot products are exactly the short vectors' own: (copies of a) . (copies of b)
     = copies x (a . b) / copies.
     """
-    copies, rest = divmod(dim, vector.size)
+    copies, rest = divmod(dim, vector.shape[-1])
     if rest:
-        raise ValueError(f"{vector.size} numbers do not tile {dim} columns")
+        raise ValueError(f"{vector.shape[-1]} numbers do not tile {dim} columns")
     return (np.tile(vector, copies) / np.sqrt(copies)).astype(np.float32)
 
 

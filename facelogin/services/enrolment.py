@@ -265,6 +265,7 @@ class Reembedded:
     from_crops: int
     from_originals: int
     needs_new_photo: tuple[int, ...]  # photo ids: a crop made for another alignment and no original kept
+    students_needing_photo: tuple[str, ...]  # their students' numbers, sorted
 
     @property
     def count(self) -> int:
@@ -290,7 +291,7 @@ def photos_reembed(*, model: str, path=None, progress=None, actor=None) -> Reemb
 
     weights = prepare_embedding_weights(model, path)
     embedder = get_embedder(weights, threads=settings.FACELOGIN["TORCH_THREADS"], backend=settings.FACELOGIN["EMBEDDER"])
-    side = getattr(embedder, "input_size", 160)
+    side = embedder.input_size
     analyzer = None
     ids = list(
         EnrolmentPhoto.objects.filter(state=EnrolmentPhoto.State.ACCEPTED, crop__isnull=False)
@@ -302,13 +303,13 @@ def photos_reembed(*, model: str, path=None, progress=None, actor=None) -> Reemb
     for start in range(0, len(ids), 32):
         rows = list(EnrolmentPhoto.objects.filter(pk__in=ids[start : start + 32]).only("pk", "crop", "original"))
         crops = [np.asarray(Image.open(io.BytesIO(photo_crop_jpeg(photo=row))).convert("RGB")) for row in rows]
-        fits = [row for row, crop in zip(rows, crops) if crop.shape[:2] == (side, side)]
-        if fits:
-            vectors = embedder.embed(np.stack([crop for crop in crops if crop.shape[:2] == (side, side)]))
-            for row, vector in zip(fits, vectors, strict=True):
+        fitting = [crop.shape[:2] == (side, side) for crop in crops]
+        if any(fitting):
+            vectors = embedder.embed(np.stack([crop for crop, fits in zip(crops, fitting) if fits]))
+            for row, vector in zip((row for row, fits in zip(rows, fitting) if fits), vectors, strict=True):
                 EnrolmentPhoto.objects.filter(pk=row.pk).update(embedding=biometrics.seal_embedding(vector), model_name=model)
-            from_crops += len(fits)
-        for row in (row for row, crop in zip(rows, crops) if crop.shape[:2] != (side, side)):
+            from_crops += sum(fitting)
+        for row in (row for row, fits in zip(rows, fitting) if not fits):
             if row.original is None:
                 stranded.append(row.pk)
                 continue
@@ -333,7 +334,19 @@ def photos_reembed(*, model: str, path=None, progress=None, actor=None) -> Reemb
         done += len(rows)
         if progress is not None:
             progress(done, len(ids))
-    result = Reembedded(model=model, from_crops=from_crops, from_originals=from_originals, needs_new_photo=tuple(stranded))
+    students = (
+        EnrolmentPhoto.objects.filter(pk__in=stranded)
+        .values_list("student__student_number", flat=True)
+        .distinct()
+        .order_by("student__student_number")
+    )
+    result = Reembedded(
+        model=model,
+        from_crops=from_crops,
+        from_originals=from_originals,
+        needs_new_photo=tuple(stranded),
+        students_needing_photo=tuple(students),
+    )
     audit.biometric_action_record(
         action=BiometricAction.Action.REEMBED, actor=actor, model=model, photos=result.count, needs_new_photo=len(stranded)
     )

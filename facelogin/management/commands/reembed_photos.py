@@ -6,7 +6,6 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from facelogin.models import EnrolmentPhoto
 from facelogin.pipeline.errors import ModelUnavailable
 from facelogin.services.enrolment import photos_reembed
 from facelogin.services.training import retrain_request
@@ -40,16 +39,10 @@ class Command(BaseCommand):
             )
         )
         if result.needs_new_photo:
-            students = (
-                EnrolmentPhoto.objects.filter(pk__in=result.needs_new_photo)
-                .values_list("student__student_number", flat=True)
-                .distinct()
-                .order_by("student__student_number")
-            )
             self.stdout.write(
                 self.style.WARNING(
                     f"{len(result.needs_new_photo)} photo(s) could not be re-embedded: their crop was cut for another "
                     f"model and no original was kept (FACELOGIN_KEEP_ORIGINALS). These students need a new photo "
-                    f"before they can sign in with {model}: {', '.join(students)}"
+                    f"before they can sign in with {model}: {', '.join(result.students_needing_photo)}"
                 )
             )

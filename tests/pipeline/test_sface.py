@@ -103,3 +103,16 @@ def test_spreading_over_the_gallerys_columns_keeps_every_cosine() -> None:
     assert np.count_nonzero(wide_a) == 512  # no dead columns for the search's sign bits
     with pytest.raises(ValueError):
         spread(a[:100], 512)
+
+
+def test_an_unreadable_file_or_no_opencv_is_a_clear_model_error(tmp_path: Path, monkeypatch) -> None:
+    from facelogin.pipeline import errors
+
+    crop = np.zeros((1, 112, 112, 3), dtype=np.uint8)
+    garbage = tmp_path / "face_recognition_sface_2021dec_int8bq.onnx"
+    garbage.write_bytes(b"not an onnx graph" * 64)
+    with pytest.raises(errors.ModelUnavailable, match="cannot read"):
+        SFaceEmbedder(garbage).embed(crop)
+    monkeypatch.setitem(__import__("sys").modules, "cv2", None)  # as if OpenCV were not installed
+    with pytest.raises(errors.ModelUnavailable, match="needs OpenCV"):
+        SFaceEmbedder(sface_path()).embed(crop)

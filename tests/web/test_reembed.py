@@ -118,3 +118,21 @@ def test_a_switch_to_sface_without_originals_names_the_students_who_need_a_new_p
     action = BiometricAction.objects.filter(action=BiometricAction.Action.REEMBED).latest("pk")
     assert action.detail["needs_new_photo"] == 6 and action.detail["photos"] == 0
     assert warning in admin_client.get("/admin/facelogin/student/").content.decode()
+
+
+def test_a_kept_original_the_new_model_cannot_use_leaves_that_photo_and_names_its_student(make_student, face_model):
+    face_model("casia-webface", KEEP_ORIGINALS=True)
+    _crop_photos(make_student)
+    broken = EnrolmentPhoto.objects.filter(student__student_number="2026R002").order_by("pk").first()
+    before = biometrics.unseal_embedding(broken.embedding)
+    # The stored original no longer decodes (as if damaged): no usable face for SFace.
+    EnrolmentPhoto.objects.filter(pk=broken.pk).update(original=biometrics.seal(b"not an image", context=b"original"))
+
+    face_model("sface", KEEP_ORIGINALS=True)
+    out = StringIO()
+    call_command("reembed_photos", stdout=out)
+    assert "re-embedded 5 photo(s) with sface (0 from their stored crop, 5 from the kept original)" in out.getvalue()
+    assert "1 photo(s) could not be re-embedded" in out.getvalue() and out.getvalue().rstrip().endswith("2026R002")
+    broken.refresh_from_db()
+    assert broken.model_name == "casia-webface"
+    assert np.array_equal(biometrics.unseal_embedding(broken.embedding), before)

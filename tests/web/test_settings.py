@@ -58,7 +58,7 @@ def test_check_deploy_warns_without_https():
 
 
 def test_a_mode_or_backend_outside_the_choices_is_refused_by_name():
-    for name, value in (("FACELOGIN_MODE", "identfy"), ("FACELOGIN_EMBEDDER", "tensorrt")):
+    for name, value in (("FACELOGIN_MODE", "identfy"), ("FACELOGIN_EMBEDDER", "tensorrt"), ("FACELOGIN_MODEL", "sfcae")):
         result = _run_django(["check"], DJANGO_SECRET_KEY="x" * 60, **{name: value})
         assert result.returncode != 0 and name in result.stderr and value in result.stderr
     assert _run_django(["check"], DJANGO_SECRET_KEY="x" * 60, FACELOGIN_MODE="Verify").returncode == 0

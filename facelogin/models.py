@@ -155,6 +155,9 @@ class EnrolmentPhoto(models.Model):
         ordering = ["-created_at"]
         verbose_name = _("enrolment photo")
         verbose_name_plural = _("enrolment photos")
+        # The admin counts accepted photos of another face model on every list page
+        # (enrolment.photos_of_other_models): answered from this index, not a scan of every photo.
+        indexes = [models.Index(fields=["state", "model_name"], name="photo_state_model")]
 
     def __str__(self) -> str:
         # The caption of each row in the student page's photo list.

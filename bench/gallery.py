@@ -64,6 +64,7 @@ import numpy as np
 from tqdm import tqdm
 
 from facelogin.pipeline import rowbound
+from facelogin.pipeline.classify import Gallery
 from facelogin.pipeline.decide import TrainedModel, train_model, vote_frames
 from facelogin.pipeline.embed import spread
 
@@ -134,10 +135,13 @@ def measure(students: int, seed: int, *, levers: dict | None = None, faiss_lever
     agree, decisions = exact_agreement(model, both)
     ceiling, centroid_pass, int8_pass, row_scan = [], [], [], []
     gallery = model.gallery
-    centroids, L = gallery.centroids(), gallery.n_labels
-    for probe, stranger in zip(probes[:50], stranger_probes[:50], strict=True):
+    # the passes over what the gallery stores (SFace-shaped rows: their 128 numbers, see Gallery)
+    L = gallery.n_labels
+    rows, centroids = gallery._X[: gallery._n], gallery._centroids[:L]
+    stored, stored_strangers = gallery.stored(probes[:50]), gallery.stored(stranger_probes[:50])
+    for probe, stranger, full_stranger in zip(stored, stored_strangers, stranger_probes[:50], strict=True):
         t0 = time.perf_counter()
-        _ = X @ probe
+        _ = rows @ probe
         ceiling.append((time.perf_counter() - t0) * 1000)
         t0 = time.perf_counter()
         cs = centroids @ probe
@@ -149,7 +153,7 @@ def measure(students: int, seed: int, *, levers: dict | None = None, faiss_lever
         t0 = time.perf_counter()
         rowbound.candidate_rows(
             gallery.n_rows, gallery._codes, gallery._ones, gallery._h, gallery._g, gallery._err,
-            gallery._row_label, cs, stranger, float(model.threshold),
+            gallery._row_label, cs, full_stranger, float(model.threshold),  # sign codes: all 512 columns
         )
         row_scan.append((time.perf_counter() - t0) * 1000)
 
@@ -164,7 +168,7 @@ def measure(students: int, seed: int, *, levers: dict | None = None, faiss_lever
 
     identify_batched_ms, stranger_batched_ms = per_frame_in_batches(probes), per_frame_in_batches(stranger_probes)
 
-    newcomer, _ = synthetic_gallery(1, rng)
+    newcomer, _ = synthetic_gallery(1, rng, dims)
     started = time.perf_counter()
     model.add_student(f"new-{students}", newcomer)
     threshold = model.calibration.threshold_for(gallery_size=students + 1)
@@ -233,8 +237,14 @@ def faiss_search_ms(X: np.ndarray, probes: np.ndarray) -> dict[str, float]:
 
 def exact_agreement(model: TrainedModel, probes: np.ndarray, chunk: int = 16) -> tuple[float, float]:
     """(top-1 agreement of ``Gallery.search`` with every row scored, vote agreement with a model whose
-    gallery scores every row for every probe): the search's shortcuts must change no decision."""
-    exact_gallery = copy.copy(model.gallery)
+    gallery scores every row for every probe): the search's shortcuts must change no decision. A gallery
+    that stores SFace-shaped rows folded (their 128 numbers) is checked against one that stores all 512
+    columns, so the folding is proven too."""
+    if model.gallery._fold > 1:
+        g = model.gallery
+        exact_gallery = Gallery.from_arrays(g.embeddings, g.row_labels, top_k=g.top_k, fold=False)
+    else:
+        exact_gallery = copy.copy(model.gallery)
     exact_gallery.exact_rows = 10**12  # the dense path: one exact pass over every row
     exact_gallery.coarse_students = 10**12  # and float32 centroids for the classifier
     exact_gallery._memo = exact_gallery._coarse_memo = None
@@ -246,8 +256,8 @@ def exact_agreement(model: TrainedModel, probes: np.ndarray, chunk: int = 16) ->
     for start in range(0, len(probes), chunk):  # small blocks: a 500,000-row pass makes big temporaries
         block = probes[start : start + chunk]
         found, _ = model.gallery.search(block, k=1)
-        exact = np.argmax(model.gallery.similarities(block), axis=1)
-        top1 += sum(f[0] == model.gallery.labels[e] for f, e in zip(found, exact))
+        exact = np.argmax(exact_gallery.similarities(block), axis=1)
+        top1 += sum(f[0] == exact_gallery.labels[e] for f, e in zip(found, exact))
         fast, slow = vote_frames(model, block), vote_frames(exact_model, block)
         votes += sum((a.label, a.reason) == (b.label, b.reason) for a, b in zip(fast, slow))
     return top1 / len(probes), votes / len(probes)

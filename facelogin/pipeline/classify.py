@@ -49,6 +49,11 @@ _LABEL_KEYS = ("_counts", "_centroids", "_cos_rho", "_c8", "_c8_scale", "_c8_err
 # checked first, and students above which centroids are scored from their int8 copies first.
 ROW_BOUND_STUDENTS = 64
 COARSE_STUDENTS = 20_000
+# Rows that are four equal copies of a quarter of their columns (``embed.spread``: SFace's 128 numbers
+# over the gallery's 512 columns) are stored as that quarter, doubled: dot products are the same numbers,
+# from a quarter of the bytes. 4 because its square root, the scale, is exact in floating point.
+_FOLD = 4
+_FOLD_SCALE = np.float32(2.0)
 # Above this many probes at once the float32 product with every centroid is compute-bound (BLAS
 # runs near peak on a block), so the int8 pass stops paying; a login votes 1-8 frames at a time.
 _COARSE_MAX_PROBES = 16
@@ -169,6 +174,15 @@ class _Claim:
             return True
 
 
+def _is_spread(X: np.ndarray, copies: int) -> bool:
+    """Whether every row of ``X`` is ``copies`` equal runs of columns (``embed.spread``'s layout)."""
+    n, dim = X.shape
+    if dim % copies or not n:
+        return False
+    runs = X.reshape(n, copies, dim // copies)
+    return bool((runs == runs[:, :1]).all())
+
+
 def _with_room(a: np.ndarray) -> np.ndarray:
     """``a`` (C-contiguous rows) viewed with the whole allocation it starts, when that holds more
     rows: ``TrainedModel.from_parts`` allocates each array with room past it. Otherwise ``a``."""
@@ -219,6 +233,12 @@ class Gallery:
     with the login's ``floor`` it rules out nearly every row of a stranger, so the search scores a
     shortlist, not the gallery (``rowbound`` has the maths; the bounds are upper bounds, so results
     stay exact where ``search`` says they are).
+
+    A gallery whose first rows are spread copies (``embed.spread``: a 128-number model over 512
+    columns) keeps every row and centroid as the 128 numbers (``fold``): a quarter of the memory and
+    of the reads of every pass, with the same dot products (a spread pair's is the short pair's).
+    Rows it is given must then be spread the same way (a row of another model raises ValueError);
+    probes need not be (``_folded``); ``embeddings`` and ``centroids`` give the 512 columns back.
     """
 
     def __init__(
@@ -230,10 +250,14 @@ class Gallery:
         shortlist: int = 32,
         row_bound_students: int = ROW_BOUND_STUDENTS,
         coarse_students: int = COARSE_STUDENTS,
+        fold: bool = True,
     ) -> None:
         if top_k < 1:
             raise ValueError("top_k must be >= 1")
         self.dim = dim
+        # 1, or _FOLD once the first rows turned out spread (``add_many``); ``fold=False`` never folds
+        self._fold = 1
+        self._may_fold = fold
         self.top_k = top_k
         self.exact_rows = exact_rows
         self.shortlist = shortlist
@@ -289,6 +313,9 @@ class Gallery:
             raise ValueError(f"embeddings must have {self.dim} columns, got {X.shape[1]}")
         if not len(X):
             return
+        if self._may_fold and self._fold == 1 and self._n == 0 and not self._labels and _is_spread(X, _FOLD):
+            self._fold_storage()
+        X = self._folded_rows(X)
         # Vectorised bulk path (150,000 rows in ~2 s, not a Python loop per student); same result as add().
         old_L, old_n = len(self._labels), self._n
         new_labels = list(dict.fromkeys(label for label in labels if label not in self._index))
@@ -314,6 +341,50 @@ class Gallery:
         self._version += 1
         if self._n > self.exact_rows:
             rowbound.warm_up()
+
+    def _fold_storage(self) -> None:
+        """Store rows and centroids as the quarter they repeat (an empty gallery: nothing to move)."""
+        self._fold = _FOLD
+        self._X = np.zeros((0, self._width), dtype=np.float32)
+        self._centroids = np.zeros((len(self._counts), self._width), dtype=np.float32)
+        self._init_int8_centroids(len(self._counts))
+        self._shared.difference_update(("_X", "_centroids", "_c8", "_c8_scale", "_c8_err"))
+
+    @property
+    def _width(self) -> int:
+        """Columns stored per row and centroid."""
+        return self.dim // self._fold
+
+    def _folded_rows(self, X: np.ndarray) -> np.ndarray:
+        """Unit embeddings (``dim`` columns) as this gallery stores them: spread ones only."""
+        if self._fold == 1:
+            return X
+        if not _is_spread(X, self._fold):
+            raise ValueError(
+                f"this gallery holds {self._width}-number embeddings spread over {self.dim} columns; "
+                "these are not (another face model's?)"
+            )
+        return np.ascontiguousarray(X[:, : self._width] * _FOLD_SCALE)
+
+    def _folded(self, probes: np.ndarray) -> np.ndarray:
+        """Probes (``dim`` columns) against the stored rows: for a row of copies x = (v, v, v, v) / 2,
+        x . q = v . (q1 + q2 + q3 + q4) / 2, so any probe is scored exactly; a spread probe's sum is
+        its own short vector, bit for bit (halves and doubles of one number add exactly)."""
+        if self._fold == 1:
+            return probes
+        w = self._width
+        q = probes.reshape(-1, _FOLD, w)
+        return np.ascontiguousarray(((q[:, 0] + q[:, 1]) + (q[:, 2] + q[:, 3])) * np.float32(0.5))
+
+    def _unfolded(self, X: np.ndarray) -> np.ndarray:
+        """Stored rows back as ``dim`` columns (``embed.spread``'s layout, bit for bit)."""
+        if self._fold == 1:
+            return X
+        return np.tile(X * np.float32(1.0 / float(_FOLD_SCALE)), (1,) * (X.ndim - 1) + (self._fold,))
+
+    def stored(self, probes: np.ndarray) -> np.ndarray:
+        """Unit probes in the layout of the stored rows and centroids (for benchmarks of the passes)."""
+        return self._folded(normalise(probes))
 
     def add(self, label: object, X: np.ndarray) -> None:
         """Append rows for one student (new or existing)."""
@@ -423,7 +494,7 @@ class Gallery:
     def _grow_rows(self, needed: int) -> None:
         # A quarter more: calloc'd, so the room is not resident until rows are written there.
         cap = max(needed + needed // 4, 64)
-        X = np.zeros((cap, self.dim), dtype=np.float32)
+        X = np.zeros((cap, self._width), dtype=np.float32)
         X[: self._n] = self._X[: self._n]
         rl = np.zeros(cap, dtype=np.int32)
         rl[: self._n] = self._row_label[: self._n]
@@ -450,7 +521,7 @@ class Gallery:
             new[:n] = before[:n]
 
     def _init_int8_centroids(self, cap: int) -> None:
-        self._c8 = np.zeros((cap, self.dim), dtype=np.int8)
+        self._c8 = np.zeros((cap, self._width), dtype=np.int8)
         self._c8_scale = np.zeros(cap, dtype=np.float32)
         self._c8_err = np.zeros(cap, dtype=np.float32)
 
@@ -459,7 +530,7 @@ class Gallery:
         L = used
         counts = np.zeros(cap, dtype=np.int64)
         counts[:L] = self._counts[:L]
-        cents = np.zeros((cap, self.dim), dtype=np.float32)
+        cents = np.zeros((cap, self._width), dtype=np.float32)
         cents[:L] = self._centroids[:L]
         cos_rho = np.ones(cap, dtype=np.float32)
         cos_rho[:L] = self._cos_rho[:L]
@@ -506,7 +577,8 @@ class Gallery:
         for start in range(0, len(rows), _ROW_CHUNK):  # bounded temporaries on a 500,000-row bulk load
             r = rows[start : start + _ROW_CHUNK]
             li = rl[r]
-            codes, ones, h, g, err = rowbound.encode_rows(self._X[r], self._centroids[li])
+            # the bound's sign code is over the full 512 columns (a folded row's are its copies)
+            codes, ones, h, g, err = rowbound.encode_rows(self._unfolded(self._X[r]), self._unfolded(self._centroids[li]))
             self._codes[r // rowbound.TILE, :, r % rowbound.TILE] = codes.T
             self._ones[r], self._h[r], self._g[r], self._err[r] = ones, h, g, err
             np.minimum.at(self._cos_rho, li, h)
@@ -538,8 +610,8 @@ class Gallery:
 
     @property
     def embeddings(self) -> np.ndarray:
-        """Every row (a view; a copy when rows were removed), in ``row_labels`` order."""
-        return self._X[self._live_rows()]
+        """Every row (a view; a copy when rows were removed or are stored folded), in ``row_labels`` order."""
+        return self._unfolded(self._X[self._live_rows()])
 
     @property
     def row_labels(self) -> list[str]:
@@ -547,14 +619,14 @@ class Gallery:
 
     def embeddings_of(self, label: object) -> np.ndarray:
         li = self._index[str(label)]
-        return self._X[: self._n][self._row_label[: self._n] == li].copy()
+        return self._unfolded(self._X[: self._n][self._row_label[: self._n] == li]).copy()
 
     def counts(self) -> np.ndarray:
         return self._counts[: len(self._labels)].copy()
 
     def centroids(self) -> np.ndarray:
         """Unit-norm mean embedding per student, in ``labels`` order."""
-        return self._centroids[: len(self._labels)]
+        return self._unfolded(self._centroids[: len(self._labels)])
 
     def centroid_scores(self, probes: np.ndarray) -> np.ndarray:
         """(P, n_labels) cosine of each probe with each student's centroid (memoised for the last call)."""
@@ -563,7 +635,7 @@ class Gallery:
         memo = self._memo
         if memo is not None and memo[0] == self._version and memo[1] == key:
             return memo[2]
-        scores = probes @ self.centroids().T
+        scores = self._folded(probes) @ self._centroids[: len(self._labels)].T
         self._memo = (self._version, key, scores)
         return scores
 
@@ -579,7 +651,8 @@ class Gallery:
         memo = self._coarse_memo
         L = len(self._labels)
         if memo is None or memo[0] != self._version or memo[1] != key:
-            memo = (self._version, key, rowbound.int8_centroid_scores(self._c8[:L], self._c8_scale[:L], self._c8_err[:L], probes))
+            scored = rowbound.int8_centroid_scores(self._c8[:L], self._c8_scale[:L], self._c8_err[:L], self._folded(probes))
+            memo = (self._version, key, scored)
             self._coarse_memo = memo
         return memo[2]
 
@@ -595,7 +668,7 @@ class Gallery:
         approx, err = self.int8_centroid_scores(probes)
         best = np.empty(len(probes), dtype=np.int64)
         prob = np.empty(len(probes), dtype=np.float64)
-        for i, (probe, row) in enumerate(zip(probes, approx, strict=True)):
+        for i, (probe, row) in enumerate(zip(self._folded(probes), approx, strict=True)):
             contenders = np.flatnonzero(row + err >= float(np.max(row - err)))
             exact = self._centroids[contenders] @ probe
             top = int(np.argmax(exact))  # contenders are in label order: ties go to the first, as argmax
@@ -635,6 +708,7 @@ class Gallery:
     def __setstate__(self, state: dict[str, Any]) -> None:
         # galleries pickled before the row bounds, int8 centroids and shared versions existed
         self.row_bound_students, self.coarse_students, self._coarse_memo = ROW_BOUND_STUDENTS, COARSE_STUDENTS, None
+        self._fold, self._may_fold = 1, True
         self._dead_rows, self._shared, self._claim = 0, set(), None
         self.__dict__.update(state)
         self.__dict__.pop("_sums", None)
@@ -649,7 +723,7 @@ class Gallery:
         room = L + L // 4 + 16
         self._counts = np.zeros(room, dtype=np.int64)
         self._counts[:L] = np.bincount(self._row_label[:n], minlength=L)[:L]
-        self._centroids = np.zeros((room, self.dim), dtype=np.float32)
+        self._centroids = np.zeros((room, self._width), dtype=np.float32)
         self._cos_rho = np.ones(room, dtype=np.float32)
         self._init_int8_centroids(room)
         self._init_row_bounds(cap)
@@ -666,12 +740,12 @@ class Gallery:
         probes = normalise(probes)
         if not self._labels:
             return np.zeros((len(probes), 0), dtype=np.float32)
-        S = probes @ self._X[: self._n].T
+        S = self._folded(probes) @ self._X[: self._n].T
         return self._reduce(S, self._slot_index())
 
     def score(self, probes: np.ndarray, labels: Sequence[object]) -> np.ndarray:
         """Exact score of probe i against student ``labels[i]`` (-inf for a student not enrolled)."""
-        probes = normalise(probes)
+        probes = self._folded(normalise(probes))
         slots = self._slot_index()
         out = np.full(len(probes), -np.inf, dtype=np.float32)
         for i, label in enumerate(labels):
@@ -761,7 +835,8 @@ class Gallery:
                 else:
                     cscores, cerr = self.centroid_scores(block), None
                 found = [
-                    self._branch_and_bound(p, cs, cerr, kk, floor, within) for p, cs in zip(block, cscores, strict=True)
+                    self._branch_and_bound(p, pf, cs, cerr, kk, floor, within)
+                    for p, pf, cs in zip(block, self._folded(block), cscores, strict=True)
                 ]
                 dense = [i for i, result in enumerate(found) if result is None]
                 if dense:  # strangers, mostly: one matrix product for all of them, not one each
@@ -780,6 +855,7 @@ class Gallery:
     def _branch_and_bound(
         self,
         probe: np.ndarray,
+        stored_probe: np.ndarray,
         cscores: np.ndarray,
         cerr: np.ndarray | None,
         k: int,
@@ -787,12 +863,13 @@ class Gallery:
         within: float | None,
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """The top ``k`` (label indices, scores), or None when scoring every row is cheaper (the
-        caller does that for all such probes of a batch at once)."""
+        caller does that for all such probes of a batch at once). ``stored_probe`` is ``probe`` as the
+        rows are stored (``_folded``); the rows' sign codes take the full one."""
         L = len(cscores)
         # the centroid bounds (``_upper_bounds``, widened by the int8 scores' error) and the
         # shortlist: the students with the highest bounds
         ub, cand = rowbound.centroid_bounds(cscores, cerr, self._cos_rho[:L], max(self.shortlist, k))
-        sc = self._scores_of(cand, probe)
+        sc = self._scores_of(cand, stored_probe)
         best = float(sc.max())
         if floor is None and within is None:  # whoever could beat the best found
             bar = best
@@ -828,7 +905,7 @@ class Gallery:
         if len(extra) * 3 > L:  # gathering that many students' rows costs more than one dense pass
             return None
         if len(extra):
-            cand, sc = np.concatenate([cand, extra]), np.concatenate([sc, self._scores_of(extra, probe)])
+            cand, sc = np.concatenate([cand, extra]), np.concatenate([sc, self._scores_of(extra, stored_probe)])
         top = np.lexsort((cand, -sc))[:k]  # by score, then label order (as the exact path)
         return cand[top], sc[top]
 

@@ -604,3 +604,60 @@ def test_pickling_a_version_stores_its_live_rows_only_and_decides_the_same() -> 
     state = new.__getstate__()
     assert len(state["_X"]) == new.n_rows and state["_counts"] is None
     assert len(pickle.dumps(new)) < new.n_rows * 512 * 4 + 200_000
+
+
+def spread_clusters(students: int, photos: int, *, noise: float, seed: int) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """``clusters`` of a 128-number model (SFace) laid over 512 columns as the embedder lays them."""
+    from facelogin.pipeline.embed import spread
+
+    rng = np.random.default_rng(seed)
+    centres = normalise(rng.standard_normal((students, 128)))
+    X = normalise(np.repeat(centres, photos, axis=0) + noise * normalise(rng.standard_normal((students * photos, 128))))
+    y = [f"stu{i:05d}" for i in np.repeat(np.arange(students), photos)]
+    return spread(X, 512), y, spread(centres, 512)
+
+
+@pytest.mark.parametrize("int8", [False, True])
+def test_a_gallery_of_spread_rows_stores_their_128_numbers_and_decides_as_the_full_one(int8: bool) -> None:
+    from facelogin.pipeline.embed import spread
+
+    X, y, centres = spread_clusters(1500, 4, noise=0.8, seed=3)
+    params = dict(exact_rows=0, shortlist=4, row_bound_students=0, coarse_students=0 if int8 else 10**9)
+    folded, full = Gallery.from_arrays(X, y, **params), Gallery.from_arrays(X, y, fold=False, **params)
+    assert folded._X.shape[1] == 128 and full._X.shape[1] == 512  # a quarter of the bytes
+    assert folded._centroids.shape[1] == folded._c8.shape[1] == 128
+    np.testing.assert_array_equal(folded.embeddings, full.embeddings)  # the 512 columns back, bit for bit
+    np.testing.assert_allclose(folded.centroids(), full.centroids(), atol=1e-6)
+    rng = np.random.default_rng(4)
+    probes = normalise(np.vstack([
+        np.repeat(centres[::30], 2, axis=0) + 0.5 * spread(normalise(rng.standard_normal((100, 128))), 512),
+        spread(normalise(rng.standard_normal((40, 128))), 512),  # strangers
+    ]))
+    for k, floor, within in ((1, None, None), (2, 0.55, 0.0), (3, 0.3, 0.05)):
+        (a, sa), (b, sb) = folded.search(probes, k=k, floor=floor, within=within), full.search(probes, k=k, floor=floor, within=within)
+        assert a == b
+        np.testing.assert_allclose(sa, sb, atol=1e-6)
+    np.testing.assert_allclose(folded.similarities(probes), full.similarities(probes), atol=1e-6)
+    np.testing.assert_allclose(folded.score(probes[:5], y[:5]), full.score(probes[:5], y[:5]), atol=1e-6)
+    np.testing.assert_array_equal(folded.nearest_centroids(probes, 20.0)[0], full.nearest_centroids(probes, 20.0)[0])
+    # versions, changes and pickling keep the layout
+    new = folded.copy()
+    new.remove(y[0])
+    new.add("late", spread(normalise(rng.standard_normal((3, 128))), 512))
+    again = pickle.loads(pickle.dumps(new))
+    assert again._X.shape[1] == 128 and again.labels == new.labels
+    for gallery in (new, again):
+        reference = Gallery.from_arrays(gallery.embeddings, gallery.row_labels, fold=False, **params)
+        (a, sa), (b, sb) = gallery.search(probes, k=2, floor=0.55), reference.search(probes, k=2, floor=0.55)
+        assert a == b and np.allclose(sa, sb, atol=1e-6)
+    assert len(pickle.dumps(new)) < new.n_rows * 128 * 4 + 200_000
+
+
+def test_a_folded_gallery_refuses_rows_another_model_made_and_still_scores_any_probe_exactly() -> None:
+    X, y, _ = spread_clusters(20, 3, noise=0.5, seed=5)
+    gallery, full = Gallery.from_arrays(X, y), Gallery.from_arrays(X, y, fold=False)
+    facenet_like = strangers(2)  # 512 numbers that are not four copies of 128
+    with pytest.raises(ValueError, match="another face model"):
+        gallery.add("someone", facenet_like)
+    np.testing.assert_allclose(gallery.similarities(facenet_like), full.similarities(facenet_like), atol=1e-6)
+    assert Gallery.from_arrays(*clusters(20, 3)[:2])._X.shape[1] == 512  # FaceNet's rows are stored whole

@@ -4,6 +4,7 @@ and how often the real student is refused.
     python -m bench.attacks                    # 5 seeds, the protocol (about 80 minutes here at --people 16)
     python -m bench.attacks --quick            # 1 seed, 4 people: a smoke run of every attack
     python -m bench.attacks --json F           # JSON with a "summary" list (attack, attempts, accepted)
+    python -m bench.attacks --first-seed 5     # seeds 5-9: draws no threshold was ever looked at on
 
 Every attempt goes through what production runs: the portal served by daphne in its own process, a page
 load for the session and CSRF token, the websocket driven as ``static/js/face_login.js`` drives it (one
@@ -629,6 +630,7 @@ def settings_used(args: argparse.Namespace, version) -> dict:
         "throttles": "lifted (one client makes every attempt)",
         "enroll": args.enroll,
         "seeds": args.seeds,
+        "first_seed": args.first_seed,
         "people_per_seed": args.people,
         "face_heights_px": FACE_HEIGHTS,
         "screen_light": SCREEN_LIGHT,
@@ -651,6 +653,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", action="append", type=Path, help="DIR/<identity>/<images> (repeatable; default orl, yale, johns)")
     parser.add_argument("--enroll", type=int, default=5, help="first K photos per person are enrolled (default 5)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds (default 5); each draws its own people and randomness")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed, first-seed+1, ... (default 0): a fresh draw to check a run on")
     parser.add_argument("--people", type=int, default=16, help="people attacked per seed (default 16)")
     parser.add_argument("--genuine-per-person", type=int, default=2, help="genuine sign-ins per person per seed (default 2)")
     parser.add_argument("--attack", action="append", choices=("genuine", *ATTACKS, *BEYOND), help="run only these (repeatable; default all)")
@@ -663,7 +666,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.seeds, args.people, args.genuine_per_person = 1, 4, 1
     attacks = tuple(a for a in ("genuine", *ATTACKS, *BEYOND) if a in (args.attack or ("genuine", *ATTACKS, *BEYOND)))
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
 
     from threadpoolctl import threadpool_limits
 

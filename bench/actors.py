@@ -60,16 +60,19 @@ class Camera:
     reflection: float = 0.1  # screen light relative to the room's on what faces the screen
 
     def shoot(self, scene: Scene, screen: tuple[int, int, int] | None) -> bytes:
-        pixels = scene.image.astype(np.float32)
+        image = Image.fromarray(scene.image)
+        if scene.moving > 25:  # fast turns smear a 30-60 ms exposure sideways
+            image = image.filter(ImageFilter.BoxBlur(min(3.0, scene.moving / 40)))
+        pixels = np.asarray(image, dtype=np.float32)
         if screen is not None and scene.reflective is not None and self.reflection > 0:
             gain = (1.0 + self.reflection * _linear(screen)) / (1.0 + self.reflection * _mean_screen())
             # sRGB ≈ linear ** (1 / 2.2): a change of the light multiplies the stored value by gain ** (1 / 2.2).
             factor = gain ** (1 / 2.2) - 1.0
-            pixels *= 1.0 + scene.reflective[:, :, None] * factor[None, None, :]
-        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-        if scene.moving > 25:  # fast turns smear a 30-60 ms exposure sideways
-            image = image.filter(ImageFilter.BoxBlur(min(3.0, scene.moving / 40)))
-        noisy = np.asarray(image, dtype=np.float32) + self.rng.normal(0, self.noise, (FRAME_SIZE[1], FRAME_SIZE[0], 3))
+            pixels = pixels * (1.0 + scene.reflective[:, :, None] * factor[None, None, :])
+        # A sensor's noise comes before its converter quantises, so a change of light far below one grey level
+        # still moves the mean of many pixels by its own amount. Quantising first (as this camera once did,
+        # truncating) turned a tablet glass's 0.2 % reflection into a whole grey level: ten times its gain.
+        noisy = pixels + self.rng.normal(0, self.noise, (FRAME_SIZE[1], FRAME_SIZE[0], 3))
         buffer = io.BytesIO()
         Image.fromarray(np.clip(noisy + 0.5, 0, 255).astype(np.uint8)).save(buffer, format="JPEG", quality=self.quality)
         return buffer.getvalue()

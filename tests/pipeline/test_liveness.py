@@ -142,7 +142,7 @@ def test_a_person_who_turns_when_asked_passes(face_mesh):
     assert state.status == "passed", state.report()
     assert [turn["step"] for turn in state.history] == ["turn_left", "turn_right"]
     assert all(turn["reaction_s"] >= 0.15 and turn["parallax"] >= 1.6 for turn in state.history)
-    assert state.flash["status"] == "passed" and state.flash["changes"] >= 10
+    assert state.flash["status"] == "passed" and state.flash["judged"] >= 10
 
 
 def test_the_prompts_come_at_random_moments(face_mesh):
@@ -253,8 +253,9 @@ def test_a_screen_that_does_not_reflect_the_colours_fails_after_the_turns(face_m
     assert session.state.step_index == 2  # the geometry passed; the reflection stopped it
 
 
-def test_the_colour_check_ignores_colour_jumps_that_fall_between_changes():
-    """A photo swap or a head turn changes the face's colour too, but not at the colour changes."""
+def test_the_colour_check_leaves_out_one_colour_jump_the_screen_did_not_cause():
+    """A photo swapped (or the camera's white balance blinking) moves the face's colour once, on some
+    colour change: that change fits worst and is left out; the others still show the reflection."""
     schedule = FlashSchedule(FlashConfig(), random.Random(3))
     screen = Screen()
     for frame_number in range(40):
@@ -263,7 +264,7 @@ def test_the_colour_check_ignores_colour_jumps_that_fall_between_changes():
         base = (150.0, 110.0, 90.0) if frame_number < 20 else (120.0, 120.0, 130.0)  # a swap at frame 20
         schedule.record(frame_number, screen.skin(base))
     verdict = schedule.verdict()
-    assert verdict.status == "passed" and verdict.changes >= 10, verdict
+    assert verdict.status == "passed" and verdict.judged >= 10, verdict
 
 
 def test_a_recording_s_own_colours_do_not_pass_the_colour_check():
@@ -275,6 +276,80 @@ def test_a_recording_s_own_colours_do_not_pass_the_colour_check():
             shown.colour_for(frame_number - 1)
         shown.record(frame_number, screen.skin())
     assert shown.verdict().status == "failed"
+
+
+@pytest.mark.parametrize(
+    ("strength", "passes"),
+    [
+        # A face at the weakest screen light bench.attacks draws (4 % of the room's), turned 45 % away.
+        (0.04 * 0.55, True),
+        # A tablet's glass (bench.actors.GLASS) at the strongest (25 %): its reflection follows the colours
+        # faithfully, so the correlation passes, and only the gain tells it from skin.
+        (0.25 * 0.015, False),
+    ],
+)
+def test_the_gain_floor_tells_a_face_s_reflection_from_a_glass_s(strength, passes):
+    schedule = FlashSchedule(FlashConfig(), random.Random(5))
+    screen = Screen(strength)
+    for frame_number in range(30):
+        if frame_number:
+            screen.colour = schedule.colour_for(frame_number - 1)
+        schedule.record(frame_number, screen.skin())
+    verdict = schedule.verdict()
+    assert verdict.correlation > 0.99, verdict
+    assert verdict.status == ("passed" if passes else "failed"), verdict
+
+
+def test_the_benchmark_camera_keeps_a_reflection_below_one_grey_level():
+    """bench.attacks measures the colour check through ``bench.actors.Camera``: a glass that reflects 0.2 %
+    of the screen's light must change the skin's colour by about that much. (A camera that quantised before
+    its sensor noise once made it a whole grey level, ten times the gain, and let tablets pass.)"""
+    import io
+
+    from PIL import Image
+
+    from bench.actors import GLASS, Camera, Scene
+
+    # JPEG at the page's quality 0.8 flattens so small a change of chroma further (to about 0.0005).
+    camera = Camera(np.random.default_rng(0), noise=2.5, reflection=0.25, quality=100)
+    # Textured, as a face is (a flat field would be flattened further by JPEG's quantiser).
+    texture = np.random.default_rng(1).integers(-25, 26, (480, 640, 1))
+    skin = np.clip(np.array([150, 110, 90]) + texture, 0, 255).astype(np.uint8)
+    glass = Scene(skin, np.full((480, 640), GLASS, dtype=np.float32))
+    seen = []
+    for colour in PALETTE[:2]:
+        image = np.asarray(Image.open(io.BytesIO(camera.shoot(glass, colour))).convert("RGB"), dtype=np.float64)
+        seen.append(flash.chroma(image.reshape(-1, 3).mean(axis=0)))
+    asked = flash.screen_axes(PALETTE[1]) - flash.screen_axes(PALETTE[0])
+    gain = float((seen[1] - seen[0]) @ asked / (asked @ asked))
+    assert 0.001 < gain < 0.003, gain  # physics: 0.25 / 2.2 * 0.015 = 0.0017
+
+
+@pytest.mark.parametrize("recorded_colours", ["drawn", "never_repeating"])
+def test_the_chance_score_of_a_recording_replayed_frame_for_frame_is_a_standard_normal(recorded_colours):
+    """A phone replaying a sign-in recorded at the same frame rate: its face reflects the recorded
+    attempt's colours, frame for frame. Whatever those were (drawn like this attempt's, or a sequence
+    that never repeats a colour, whose successive changes are strongly correlated), the score against
+    this attempt's colours must be pure chance: mean 0, spread 1. (Correlating colour jumps with colour
+    jumps, as the check once did, spread 1.3-1.7 times wider here, so its 4.8 "spreads" were ~3 and such a
+    replay passed bench.attacks.)"""
+    rng = random.Random(9)
+    scores = []
+    for _ in range(400):
+        shown = FlashSchedule(FlashConfig(), random.Random(rng.random()))
+        recorded = [rng.randrange(3)]
+        for _ in range(30):
+            choices = range(3) if recorded_colours == "drawn" else [i for i in range(3) if i != recorded[-1]]
+            recorded.append(rng.choice(list(choices)))
+        screen = Screen(0.1)
+        for frame_number in range(30):
+            if frame_number:
+                shown.colour_for(frame_number - 1)
+                screen.colour = PALETTE[recorded[frame_number]]
+            shown.record(frame_number, screen.skin())
+        scores.append(flash.flash_statistics(shown.readings).z)
+    assert abs(float(np.mean(scores))) < 0.15 and 0.88 < float(np.std(scores)) < 1.12, (np.mean(scores), np.std(scores))
+    assert max(scores) < FlashConfig().chance_z
 
 
 def test_the_screen_colours_are_equally_bright_and_never_saturated_red():

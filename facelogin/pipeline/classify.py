@@ -313,9 +313,15 @@ class Gallery:
             raise ValueError(f"embeddings must have {self.dim} columns, got {X.shape[1]}")
         if not len(X):
             return
+        # one check of the rows' layout: it decides whether an empty gallery folds, or a folded one takes them
         if self._may_fold and self._fold == 1 and self._n == 0 and not self._labels and _is_spread(X, _FOLD):
             self._fold_storage()
-        X = self._folded_rows(X)
+        elif self._fold > 1 and not _is_spread(X, self._fold):
+            raise ValueError(
+                f"this gallery holds {self._width}-number embeddings spread over {self.dim} columns; "
+                "these are not (another face model's?)"
+            )
+        X = self._folded(X)
         # Vectorised bulk path (150,000 rows in ~2 s, not a Python loop per student); same result as add().
         old_L, old_n = len(self._labels), self._n
         new_labels = list(dict.fromkeys(label for label in labels if label not in self._index))
@@ -355,19 +361,8 @@ class Gallery:
         """Columns stored per row and centroid."""
         return self.dim // self._fold
 
-    def _folded_rows(self, X: np.ndarray) -> np.ndarray:
-        """Unit embeddings (``dim`` columns) as this gallery stores them: spread ones only."""
-        if self._fold == 1:
-            return X
-        if not _is_spread(X, self._fold):
-            raise ValueError(
-                f"this gallery holds {self._width}-number embeddings spread over {self.dim} columns; "
-                "these are not (another face model's?)"
-            )
-        return np.ascontiguousarray(X[:, : self._width] * _FOLD_SCALE)
-
     def _folded(self, probes: np.ndarray) -> np.ndarray:
-        """Probes (``dim`` columns) against the stored rows: for a row of copies x = (v, v, v, v) / 2,
+        """Probes (or spread rows) against the stored rows: for a row of copies x = (v, v, v, v) / 2,
         x . q = v . (q1 + q2 + q3 + q4) / 2, so any probe is scored exactly; a spread probe's sum is
         its own short vector, bit for bit (halves and doubles of one number add exactly)."""
         if self._fold == 1:

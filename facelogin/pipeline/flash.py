@@ -233,9 +233,12 @@ def flash_statistics(readings: Sequence[_Reading]) -> FlashStatistics:
 def flash_verdict(readings: Sequence[_Reading], config: FlashConfig) -> FlashVerdict:
     stats = flash_statistics(readings)
     if stats.judged < config.min_frames:
-        return FlashVerdict("pending", len(readings), stats.judged, stats.z, stats.correlation, stats.gain)
-    passed = stats.z >= config.chance_z and stats.correlation >= config.min_correlation and stats.gain >= config.min_gain
-    return FlashVerdict("passed" if passed else "failed", len(readings), stats.judged, stats.z, stats.correlation, stats.gain)
+        status = "pending"
+    elif stats.z >= config.chance_z and stats.correlation >= config.min_correlation and stats.gain >= config.min_gain:
+        status = "passed"
+    else:
+        status = "failed"
+    return FlashVerdict(status, len(readings), stats.judged, stats.z, stats.correlation, stats.gain)
 
 
 __all__ = [

@@ -9,7 +9,9 @@ Login frames and enrolment photos take the same path; only the face-count rule d
 Embedding policy: a face is embedded only when its quality report is ok (``embed_poor_quality=False``,
 the default). A poor frame gives no vote in the decision anyway, and the embedding is the dearest
 stage (~47 ms per face at batch 1), so computing it would only feed load. Set the flag to embed every
-face that was found (e.g. for benchmarks that study poor frames). ``embed=False`` skips the stage.
+face that was found: the login's liveness check does (every frame of its face track, turned, blurred
+or small, must still be the student recognised), and so do benchmarks that study poor frames.
+``embed=False`` skips the stage.
 
 Dark frames (login only; an enrolment photo should be retaken in good light, since the gallery sets
 the thresholds): when the face is too dark, or no face was found in a dark frame, the image is brightened
@@ -101,9 +103,6 @@ class AnalyzerConfig:
     # Login frames are detected on a copy this long (None: DetectorConfig.max_side). A face at the
     # sign-in camera fills much of a 640x480 frame; MTCNN's cost follows the detection image's area.
     login_detect_side: int | None = None
-    # Liveness follows one face track through a head turn by its embeddings: embed a login face whose
-    # only quality issue is "turned" too (it still gives no identity vote: decide.frame_gate).
-    embed_turned: bool = False
 
 
 def expose_login_face(image: np.ndarray, face: Face, cfg: AnalyzerConfig) -> tuple[np.ndarray, float] | None:
@@ -331,9 +330,7 @@ class FaceAnalyzer:
 
 
     def _wants_embedding(self, report: QualityReport) -> bool:
-        if report.ok or self.config.embed_poor_quality:
-            return True
-        return self.config.embed_turned and report.reasons == ("turned",)
+        return report.ok or self.config.embed_poor_quality
 
 
 def _check_purpose(purpose: str) -> None:

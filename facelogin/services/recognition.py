@@ -51,7 +51,10 @@ def analyzer_config():
         decode=DecodeLimits(max_bytes=config["MAX_UPLOAD_BYTES"], max_pixels=config["MAX_PIXELS"]),
         login_decode=DecodeLimits.login_frame(max_bytes=config["MAX_FRAME_BYTES"], max_side=config["MAX_FRAME_SIDE"]),
         login_detect_side=config["LOGIN_DETECT_SIDE"] or None,
-        embed_turned=config["LIVENESS"],
+        # Liveness checks that every face frame of the track is the student recognised (``same_student``):
+        # a frame it could not embed would be one nobody checked. bench.attacks (i) got in through those:
+        # the attacker's own head, turning under the lowered photo, was small and blurred, never embedded.
+        embed_poor_quality=config["LIVENESS"],
     )
 
 
@@ -238,13 +241,16 @@ def new_decider(model, *, claim: str | None = None):
 
 
 def same_student(model, analysis, label: str) -> bool:
-    """Is this frame's face (if it has an embedding) still the student ``label``, within the liveness
-    identity margin below the threshold? A turned head scores lower than a frontal one; another person
-    far lower."""
+    """Is this frame's face still the student ``label``, within the liveness identity margin below the
+    threshold? A turned head scores lower than a frontal one; another person far lower. A frame without
+    a face has no one to judge (the liveness track judges the gap); a face that was not embedded fails:
+    it could be anyone (with liveness on, the analyser embeds every face it finds)."""
     from facelogin.pipeline.decide import similarity_to
 
-    if analysis.embedding is None:
+    if analysis.face is None:
         return True
+    if analysis.embedding is None:
+        return False
     floor = model.threshold - face_settings()["LIVENESS_IDENTITY_MARGIN"]
     return similarity_to(model, analysis.embedding, label) >= floor
 

@@ -409,6 +409,33 @@ async def test_a_printed_photo_of_the_student_fails_the_challenge(enrolled, with
     assert attempt.scores["reason"] == "vote"  # it was recognised as the student: liveness stopped it
 
 
+async def test_someone_elses_small_blurred_head_under_the_lowered_photo_is_judged_and_refused(enrolled, with_liveness):
+    """The student's print gets recognised, then is lowered at the first prompt and the attacker's own head
+    does the turns. Their face here is 30-32 px, too small (and, turning, blurred) to vote: bench.attacks
+    (i) signed in with such heads while frames too poor to vote were not embedded, so nobody checked who
+    they were. Every face frame of the track is embedded and judged now."""
+    import random
+
+    from bench.actors import Camera, OtherHeadActor, Print, Student
+    from bench.head3d import Head, load_photo, place
+
+    rng = random.Random(7)
+    attacker = Student(Head.from_canvas(place(load_photo(faces.FACES / "photos" / "kate_siegel.jpg"), 250)), rng)
+    attacker.reaction = lambda: 0.35
+    # Lowered between two frames (never two faces in one): the track's face-count rule must not be what stops it.
+    actor = OtherHeadActor(Print(FRONTAL, 220, rng), attacker, Camera(np.random.default_rng(7), reflection=0.15), rng, swap_s=0.001)
+    communicator = await _connect()
+    answers = await _in_front_of_the_page(communicator, actor)
+    assert answers[-1] == {"type": "failed", "reason": "liveness_failed"}
+    attempt = await database_sync_to_async(FaceAttempt.objects.get)()
+    assert attempt.scores["reason"] == "vote"  # the print was recognised as the student
+    assert attempt.frame_reasons.get("too_small", 0) >= 1, attempt.frame_reasons  # the attacker's head was seen
+    # Judged by who the face is: not the student (the identity floor), or not the face of the frame before
+    # (the track's similarity).
+    unlike = [t for t in attempt.challenge["turns"] if t.get("track") == "broken" and "similarity" in t]
+    assert attempt.reason == "identity_changed" or unlike, (attempt.reason, attempt.challenge)
+
+
 async def test_a_perfect_head_on_a_screen_fails_on_the_colours(enrolled, with_liveness):
     """A 3-D puppet of the student on a tablet turns as asked; the page's colours do not show on it."""
     communicator = await _connect()

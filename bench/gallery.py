@@ -35,7 +35,8 @@ login uses (``decide.train_model`` with the default nearest-centroid classifier 
   nearest-centroid classifier computed for every probe (its softmax needs every score), and
   ``int8_centroid_pass_ms`` the same from the int8 centroids that replace it above
   ``Gallery.coarse_students``; ``row_scan_ms``: the rows' bounds checked for one stranger
-  (``rowbound.candidate_rows``), the search's cost of ruling a stranger out;
+  (``rowbound.candidate_rows`` from sign codes; for 128-number rows ``int4_candidate_rows`` from
+  their int4 copies), the search's cost of ruling a stranger out;
 * ``ceiling_ms``: the bare matrix product of one probe against every stored embedding, in the same
   run, so the figures read as ratios of the machine's own speed.
 
@@ -151,10 +152,15 @@ def measure(students: int, seed: int, *, levers: dict | None = None, faiss_lever
         int8_pass.append((time.perf_counter() - t0) * 1000)
         cs = centroids @ stranger
         t0 = time.perf_counter()
-        rowbound.candidate_rows(
-            gallery.n_rows, gallery._codes, gallery._ones, gallery._h, gallery._g, gallery._err,
-            gallery._row_label, cs, full_stranger, float(model.threshold),  # sign codes: all 512 columns
-        )
+        if gallery._int4_rows:  # short rows: their int4 copies
+            rowbound.int4_candidate_rows(
+                gallery._n, gallery._x4, gallery._x4_scale, gallery._x4_err, gallery._row_label, stranger, float(model.threshold)
+            )
+        else:
+            rowbound.candidate_rows(
+                gallery.n_rows, gallery._codes, gallery._ones, gallery._h, gallery._g, gallery._err,
+                gallery._row_label, cs, full_stranger, float(model.threshold),  # sign codes: all 512 columns
+            )
         row_scan.append((time.perf_counter() - t0) * 1000)
 
     def per_frame_in_batches(rows: np.ndarray, size: int = 8) -> float:

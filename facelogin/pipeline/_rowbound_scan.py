@@ -93,6 +93,49 @@ def int8_dots(levels, probe_levels, out):  # type: ignore[no-untyped-def]
             out[p, s] = acc
 
 
+# rowbound.int4_candidate_rows: rows in blocks (blocks, d/2 bytes, tile rows), two 4-bit levels a byte
+# stored as level + 8. Each byte position is one vector operation across a block's rows, no horizontal
+# sum per row: 2.6 ms over 500,000 rows of 128, where a row-at-a-time int8 loop took 7.
+@njit(nogil=True, cache=True)
+def int4_row_scan(n, packed, scale, err, row_label, probe, pscale, perr, bar, out, low_bar, low_out):  # type: ignore[no-untyped-def]
+    tile = packed.shape[2]
+    acc = np.empty(tile, np.int32)
+    offset = np.int32(0)  # sum_j q_j * 8: the stored levels' offset
+    for j in range(probe.shape[0]):
+        offset += np.int32(probe[j]) * 8
+    found = 0
+    low_found = 0  # counts on past the end of low_out: the caller then knows it is incomplete
+    budget = len(low_out)
+    for block in range(packed.shape[0]):
+        start = block * tile
+        m = min(tile, n - start)
+        if m <= 0:
+            break
+        rows = packed[block]
+        acc[:] = 0
+        for b in range(rows.shape[0]):
+            low_q = np.int16(probe[2 * b])
+            high_q = np.int16(probe[2 * b + 1])
+            column = rows[b]
+            for t in range(tile):
+                v = np.int16(column[t])
+                acc[t] += np.int32(low_q * (v & 15) + high_q * (v >> 4))
+        for t in range(m):
+            r = start + t
+            if row_label[r] < 0:  # a removed row
+                continue
+            e = np.float64(err[r])
+            bound = np.float64(acc[t] - offset) * np.float64(scale[r]) * pscale + e + perr * (1.0 + e)
+            if bound >= low_bar:
+                if low_found < budget:
+                    low_out[low_found] = r
+                low_found += 1
+                if bound >= bar:
+                    out[found] = r
+                    found += 1
+    return found, low_found
+
+
 @njit(nogil=True, cache=True)
 def centroid_bounds(cscores, cerr, cos_rho, m, ub, top):  # type: ignore[no-untyped-def]
     # Gallery._upper_bounds for one probe in one pass, keeping the m students with the highest

@@ -40,10 +40,12 @@ _BOUND_SLACK = 1e-4
 # Below the bar, the rows the search scores to make the best result exact (~0.3 ms of exact scoring).
 _LOW_BUDGET_ROWS = 2_048
 # derived arrays of ``rowbound``: per row, and per student (the int8 centroids)
-_DERIVED_KEYS = ("_codes", "_ones", "_h", "_g", "_err", "_c8", "_c8_scale", "_c8_err")
+_DERIVED_KEYS = ("_codes", "_ones", "_h", "_g", "_err", "_x4", "_x4_scale", "_x4_err", "_c8", "_c8_scale", "_c8_err")
 # The gallery's arrays per row and per student, which versions share (``Gallery.copy``).
-_ROW_KEYS = ("_X", "_row_label", "_codes", "_ones", "_h", "_g", "_err")
-_ROW_INDEX_KEYS = _ROW_KEYS[1:]  # all but the embeddings, which are never changed in place
+_ROW_INDEX_KEYS = ("_row_label", "_codes", "_ones", "_h", "_g", "_err")
+# ... the embeddings and their int4 copies are never changed in place (a removed row is only relabelled)
+_ROW_KEYS = ("_X", "_x4", "_x4_scale", "_x4_err", *_ROW_INDEX_KEYS)
+_BLOCK_KEYS = ("_codes", "_x4")  # in blocks of rowbound.TILE rows
 _LABEL_KEYS = ("_counts", "_centroids", "_cos_rho", "_c8", "_c8_scale", "_c8_err")
 # Gallery's defaults: students left by the centroid bounds above which the rows' own bounds are
 # checked first, and students above which centroids are scored from their int8 copies first.
@@ -54,6 +56,11 @@ COARSE_STUDENTS = 20_000
 # from a quarter of the bytes. 4 because its square root, the scale, is exact in floating point.
 _FOLD = 4
 _FOLD_SCALE = np.float32(2.0)
+# Rows this short (SFace's 128 numbers, folded) keep int4 copies for the stranger's pass (``_x4``, 72
+# bytes a row): their bound is ~0.12 wide where the 512-bit sign codes' is ~0.3 in 128 dimensions, where
+# a stranger's cosines spread twice as wide as in 512. Longer rows (FaceNet's 512) keep the sign codes
+# (80 bytes a row, where int4 copies would take 264).
+_INT4_ROWS_MAX_WIDTH = 128
 # Above this many probes at once the float32 product with every centroid is compute-bound (BLAS
 # runs near peak on a block), so the int8 pass stops paying; a login votes 1-8 frames at a time.
 _COARSE_MAX_PROBES = 16
@@ -239,6 +246,8 @@ class Gallery:
     of the reads of every pass, with the same dot products (a spread pair's is the short pair's).
     Rows it is given must then be spread the same way (a row of another model raises ValueError);
     probes need not be (``_folded``); ``embeddings`` and ``centroids`` give the 512 columns back.
+    Such short rows also keep an int4 copy (``_x4``, 72 bytes a row): in 128 dimensions the sign
+    codes rule out too few of a stranger's rows, the int4 copies' bound (~0.12 wide) nearly all.
     """
 
     def __init__(
@@ -278,7 +287,7 @@ class Gallery:
         # radius that bounds what any probe can score against that student (see ``search``).
         self._cos_rho = np.zeros(0, dtype=np.float32)
         # Per student, the centroid as int8 levels times a scale, and the score error that allows
-        # (``rowbound.quantise_centroids``): above ``coarse_students`` students a probe's pass over
+        # (``rowbound.quantise_int8``): above ``coarse_students`` students a probe's pass over
         # every centroid reads these, a quarter of the bytes, and scores exactly only the few
         # students whose bound needs it.
         self._init_int8_centroids(0)
@@ -286,6 +295,10 @@ class Gallery:
         # Per row, parallel to ``_X``: the sign code and factors of ``rowbound``'s bound (80 bytes a
         # row), kept exact under add/remove like the radii; never pickled, rebuilt on load.
         self._init_row_bounds(0)
+        # Per row of a short-row gallery (``_int4_rows``), the row as int4 levels times a scale and the
+        # error that allows (``rowbound.quantise_int4``), in blocks of rows as the codes: the rows' own
+        # bound for the stranger's pass.
+        self._init_int4_rows(0)
         # Arrays this gallery shares with other versions (``copy``), and the record of how far any of
         # them has used the shared buffers: see ``copy``.
         self._shared: set[str] = set()
@@ -338,6 +351,8 @@ class Gallery:
         k = len(X)
         self._room_for_rows(k)
         self._X[self._n : self._n + k] = X
+        if self._int4_rows:
+            self._write_int4_rows(self._n, X)
         self._row_label[self._n : self._n + k] = li
         self._n += k
         self._counts[:L] += np.bincount(li, minlength=L)[:L]
@@ -354,12 +369,26 @@ class Gallery:
         self._X = np.zeros((0, self._width), dtype=np.float32)
         self._centroids = np.zeros((len(self._counts), self._width), dtype=np.float32)
         self._init_int8_centroids(len(self._counts))
-        self._shared.difference_update(("_X", "_centroids", "_c8", "_c8_scale", "_c8_err"))
+        self._init_int4_rows(0)
+        self._shared.difference_update(("_X", "_x4", "_x4_scale", "_x4_err", "_centroids", "_c8", "_c8_scale", "_c8_err"))
 
     @property
     def _width(self) -> int:
         """Columns stored per row and centroid."""
         return self.dim // self._fold
+
+    @property
+    def _int4_rows(self) -> bool:
+        """Whether rows keep int4 copies (``_x4``) for the stranger's pass."""
+        return self._width <= _INT4_ROWS_MAX_WIDTH
+
+    def _write_int4_rows(self, at: int, X: np.ndarray) -> None:
+        """The int4 copies of stored rows ``X`` that go at row ``at`` onwards."""
+        for start in range(0, len(X), _ROW_CHUNK):  # bounded float64 temporaries on a bulk load
+            part = X[start : start + _ROW_CHUNK]
+            r = np.arange(at + start, at + start + len(part))
+            packed, self._x4_scale[r], self._x4_err[r] = rowbound.quantise_int4(part)
+            self._x4[r // rowbound.TILE, :, r % rowbound.TILE] = packed
 
     def _folded(self, probes: np.ndarray) -> np.ndarray:
         """Probes (or spread rows) against the stored rows: for a row of copies x = (v, v, v, v) / 2,
@@ -463,7 +492,7 @@ class Gallery:
                 continue
             a = getattr(self, key)
             b = np.zeros(a.shape, dtype=a.dtype)  # calloc'd: room past ``used`` costs nothing until used
-            part = rowbound.blocks_for(used) if key == "_codes" else used
+            part = rowbound.blocks_for(used) if key in _BLOCK_KEYS else used
             b[:part] = a[:part]
             setattr(self, key, b)
             self._shared.discard(key)
@@ -495,6 +524,11 @@ class Gallery:
         rl[: self._n] = self._row_label[: self._n]
         self._X, self._row_label = X, rl
         self._resize_row_bounds(cap)
+        x4, x4_scale, x4_err = self._x4, self._x4_scale, self._x4_err
+        self._init_int4_rows(cap)
+        if self._int4_rows:
+            used = rowbound.blocks_for(self._n)
+            self._x4[:used], self._x4_scale[: self._n], self._x4_err[: self._n] = x4[:used], x4_scale[: self._n], x4_err[: self._n]
         self._shared.difference_update(_ROW_KEYS)
 
     def _init_row_bounds(self, cap: int) -> None:
@@ -514,6 +548,12 @@ class Gallery:
         self._codes[:used] = old[0][:used]
         for new, before in zip((self._ones, self._h, self._g, self._err), old[1:], strict=True):
             new[:n] = before[:n]
+
+    def _init_int4_rows(self, cap: int) -> None:
+        cap = cap if self._int4_rows else 0
+        self._x4 = np.zeros((rowbound.blocks_for(cap), self._width // 2, rowbound.TILE), dtype=np.uint8)
+        self._x4_scale = np.zeros(cap, dtype=np.float32)
+        self._x4_err = np.zeros(cap, dtype=np.float32)
 
     def _init_int8_centroids(self, cap: int) -> None:
         self._c8 = np.zeros((cap, self._width), dtype=np.int8)
@@ -567,7 +607,7 @@ class Gallery:
             start = end
         for start in range(0, len(touched), _ROW_CHUNK):  # bounded float64 temporaries
             some = touched[start : start + _ROW_CHUNK]
-            self._c8[some], self._c8_scale[some], self._c8_err[some] = rowbound.quantise_centroids(self._centroids[some])
+            self._c8[some], self._c8_scale[some], self._c8_err[some] = rowbound.quantise_int8(self._centroids[some])
         self._cos_rho[touched] = 1.0
         for start in range(0, len(rows), _ROW_CHUNK):  # bounded temporaries on a 500,000-row bulk load
             r = rows[start : start + _ROW_CHUNK]
@@ -722,6 +762,9 @@ class Gallery:
         self._cos_rho = np.ones(room, dtype=np.float32)
         self._init_int8_centroids(room)
         self._init_row_bounds(cap)
+        self._init_int4_rows(cap)
+        if self._int4_rows:
+            self._write_int4_rows(0, self._X[:n])
         self._refresh(np.arange(L))
         if n > self.exact_rows:  # a serving process loads the model: the first login should not wait
             rowbound.warm_up()
@@ -884,11 +927,17 @@ class Gallery:
             # The centroid bounds leave many students (a stranger's probe, below the threshold of
             # nearly all of them): the rows' own bounds (``rowbound``, 80 bytes a row) usually rule
             # out all but a few, without an exact pass over the rows.
-            rows, low = rowbound.candidate_rows(
-                self._n, self._codes, self._ones, self._h, self._g, self._err, self._row_label,
-                cscores, probe, bar - _BOUND_SLACK, centroid_errors=cerr,
-                low_bar=want - _BOUND_SLACK if want < bar else None, low_budget=_LOW_BUDGET_ROWS,
-            )
+            low_bar = want - _BOUND_SLACK if want < bar else None
+            if self._int4_rows:  # short rows: their own int4 copies bound far tighter than sign codes
+                rows, low = rowbound.int4_candidate_rows(
+                    self._n, self._x4, self._x4_scale, self._x4_err, self._row_label, stored_probe, bar - _BOUND_SLACK,
+                    low_bar=low_bar, low_budget=_LOW_BUDGET_ROWS,
+                )
+            else:
+                rows, low = rowbound.candidate_rows(
+                    self._n, self._codes, self._ones, self._h, self._g, self._err, self._row_label,
+                    cscores, probe, bar - _BOUND_SLACK, centroid_errors=cerr, low_bar=low_bar, low_budget=_LOW_BUDGET_ROWS,
+                )
             if low is not None:
                 rows = low
             else:  # too many rows could beat the best found: the contract is exactness from the bar

@@ -119,6 +119,10 @@ class _Reading:
     shown: int  # palette index of the colour on screen when the frame was captured
     skin: tuple[float, float, float]  # the skin's mean RGB
     yaw: float = 0.0  # the head's yaw (headpose.mesh_yaw): a change of pose changes the skin's colour too
+    log_chroma: np.ndarray = field(init=False, repr=False)  # chroma(skin), once: every frame's verdict reads it
+
+    def __post_init__(self) -> None:
+        self.log_chroma = chroma(self.skin)
 
 
 @dataclass
@@ -203,23 +207,30 @@ def flash_statistics(readings: Sequence[_Reading]) -> FlashStatistics:
     ``gain`` is the response per unit of screen chroma (least squares against the screen colours treated
     the same way), ``correlation`` that fit's quality.
     """
-    if len(readings) < 3:
+    n = len(readings)
+    if n < 3:
         return FlashStatistics(0, 0.0, 0.0, 0.0)
-    seen = np.array([chroma(r.skin) for r in readings])
+    seen = np.array([r.log_chroma for r in readings])
     shown = _AXES[[r.shown for r in readings]]
     yaws = np.array([r.yaw for r in readings])
-    a_rows, centred, filtered = [], [], []
-    for k in range(len(readings)):
-        window = np.arange(max(0, k - NEIGHBOURS), min(len(readings), k + NEIGHBOURS + 1))
-        near = window[(window != k) & (np.abs(yaws[window] - yaws[k]) <= MAX_YAW_CHANGE)]
-        if len(near) < 2:
-            continue
-        a_rows.append(seen[k] - seen[near].mean(axis=0))
-        centred.append(shown[k] - _AXES_MEAN)
-        filtered.append(shown[k] - shown[near].mean(axis=0))
-    if not a_rows:
+    # The neighbours' sums, one offset at a time in the window's order (the same sums, bit for bit, as a
+    # mean over each window): a vector pass per offset, not a Python loop per reading, run on every frame.
+    seen_sum, shown_sum = np.zeros((n, 2)), np.zeros((n, 2))
+    count = np.zeros(n, dtype=np.int64)
+    index = np.arange(n)
+    for offset in (*range(-NEIGHBOURS, 0), *range(1, NEIGHBOURS + 1)):
+        other = np.clip(index + offset, 0, n - 1)
+        near = (index + offset >= 0) & (index + offset < n) & (np.abs(yaws[other] - yaws) <= MAX_YAW_CHANGE)
+        seen_sum[near] += seen[other[near]]
+        shown_sum[near] += shown[other[near]]
+        count += near
+    judged = count >= 2
+    if not judged.any():
         return FlashStatistics(0, 0.0, 0.0, 0.0)
-    a, s, f = np.array(a_rows), np.array(centred), np.array(filtered)
+    weight = count[judged, None].astype(np.float64)
+    a = seen[judged] - seen_sum[judged] / weight
+    s = shown[judged] - _AXES_MEAN
+    f = shown[judged] - shown_sum[judged] / weight
     size = np.linalg.norm(a, axis=1)
     keep = size <= 4 * np.median(size) + 1e-12
     a, s, f = a[keep], s[keep], f[keep]

@@ -352,6 +352,44 @@ def test_the_chance_score_of_a_recording_replayed_frame_for_frame_is_a_standard_
     assert max(scores) < FlashConfig().chance_z
 
 
+def _statistics_reading_by_reading(readings) -> tuple:
+    """flash_statistics as its docstring states it, one reading at a time (the way it was first written):
+    the vector version runs on every frame and must give the same numbers, bit for bit."""
+    seen = np.array([flash.chroma(r.skin) for r in readings])
+    shown = flash._AXES[[r.shown for r in readings]]
+    yaws = np.array([r.yaw for r in readings])
+    a_rows, centred, filtered = [], [], []
+    for k in range(len(readings) if len(readings) >= 3 else 0):
+        window = np.arange(max(0, k - flash.NEIGHBOURS), min(len(readings), k + flash.NEIGHBOURS + 1))
+        near = window[(window != k) & (np.abs(yaws[window] - yaws[k]) <= flash.MAX_YAW_CHANGE)]
+        if len(near) >= 2:
+            a_rows.append(seen[k] - seen[near].mean(axis=0))
+            centred.append(shown[k] - flash._AXES_MEAN)
+            filtered.append(shown[k] - shown[near].mean(axis=0))
+    if not a_rows:
+        return (0, 0.0, 0.0, 0.0)
+    a, s, f = np.array(a_rows), np.array(centred), np.array(filtered)
+    size = np.linalg.norm(a, axis=1)
+    keep = size <= 4 * np.median(size) + 1e-12
+    a, s, f = a[keep], s[keep], f[keep]
+    variance = float(np.einsum("ki,ij,kj->", a, flash._AXES_COV, a))
+    z = float((a * s).sum()) / math.sqrt(variance) if variance > 0 else 0.0
+    fit, energy, spread = float((a * f).sum()), float((f * f).sum()), float((a * a).sum())
+    correlation = fit / math.sqrt(energy * spread) if energy > 0 and spread > 0 else 0.0
+    return (len(a), z, correlation, fit / energy if energy > 0 else 0.0)
+
+
+def test_the_colour_statistics_are_those_of_the_reading_by_reading_definition_bit_for_bit():
+    rng = random.Random(3)
+    for _ in range(400):
+        yaw, readings = 0.0, []
+        for _ in range(rng.randint(0, 55)):
+            yaw += rng.choice([0.0, 0.0, rng.uniform(-9.0, 9.0)])  # still, and now and then a turn
+            readings.append(flash._Reading(rng.randrange(len(PALETTE)), tuple(rng.uniform(0.5, 255.0) for _ in range(3)), yaw))
+        stats = flash.flash_statistics(readings)
+        assert (stats.judged, stats.z, stats.correlation, stats.gain) == _statistics_reading_by_reading(readings)
+
+
 def test_the_screen_colours_are_equally_bright_and_never_saturated_red():
     luminance = [float(np.dot([0.2126, 0.7152, 0.0722], flash.linear(c))) for c in PALETTE]
     assert max(luminance) - min(luminance) < 0.02  # WCAG 2.3.1: a change of colour, not of luminance

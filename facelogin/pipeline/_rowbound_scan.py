@@ -33,8 +33,7 @@ def scan(n, codes, ones, h, g, err, row_label, cscores, cerr, planes, q0, delta,
     c0, c1, c2, c3, c4, c5, c6, c7 = p2[0], p2[1], p2[2], p2[3], p2[4], p2[5], p2[6], p2[7]
     d0, d1, d2, d3, d4, d5, d6, d7 = p3[0], p3[1], p3[2], p3[3], p3[4], p3[5], p3[6], p3[7]
     found = 0
-    low_found = 0  # counts on past the end of low_out: the caller then knows it is incomplete
-    budget = len(low_out)
+    low_found = 0
     for block in range(codes.shape[0]):
         start = block * tile
         m = min(tile, n - start)
@@ -67,14 +66,23 @@ def scan(n, codes, ones, h, g, err, row_label, cscores, cerr, planes, q0, delta,
             qs = q0 * (2 * np.int64(ones[r]) - 512) + delta * (2 * np.int64(level[t]) - total)
             s = row_label[r]  # the student's centroid score is known to within cerr
             bound[t] = h[r] * np.float64(cscores[s]) + abs(h[r]) * np.float64(cerr[s]) + g[r] * (qs + l1) + err[r]
-        for t in range(m):
-            if bound[t] >= low_bar:
-                if low_found < budget:
-                    low_out[low_found] = start + t
-                low_found += 1
-                if bound[t] >= bar:
-                    out[found] = start + t
-                    found += 1
+        found, low_found = _keep(bound, m, start, bar, out, found, low_bar, low_out, low_found)
+    return found, low_found
+
+
+@njit(nogil=True, cache=True)
+def _keep(bound, m, start, bar, out, found, low_bar, low_out, low_found):  # type: ignore[no-untyped-def]
+    """A block's rows whose bound reaches ``bar`` (into ``out``) and ``low_bar`` (into ``low_out``, counting
+    on past its end: the caller then knows it is incomplete)."""
+    budget = len(low_out)
+    for t in range(m):
+        if bound[t] >= low_bar:
+            if low_found < budget:
+                low_out[low_found] = start + t
+            low_found += 1
+            if bound[t] >= bar:
+                out[found] = start + t
+                found += 1
     return found, low_found
 
 
@@ -100,12 +108,12 @@ def int8_dots(levels, probe_levels, out):  # type: ignore[no-untyped-def]
 def int4_row_scan(n, packed, scale, err, row_label, probe, pscale, perr, bar, out, low_bar, low_out):  # type: ignore[no-untyped-def]
     tile = packed.shape[2]
     acc = np.empty(tile, np.int32)
+    bound = np.empty(tile, np.float64)
     offset = np.int32(0)  # sum_j q_j * 8: the stored levels' offset
     for j in range(probe.shape[0]):
         offset += np.int32(probe[j]) * 8
     found = 0
-    low_found = 0  # counts on past the end of low_out: the caller then knows it is incomplete
-    budget = len(low_out)
+    low_found = 0
     for block in range(packed.shape[0]):
         start = block * tile
         m = min(tile, n - start)
@@ -122,17 +130,11 @@ def int4_row_scan(n, packed, scale, err, row_label, probe, pscale, perr, bar, ou
                 acc[t] += np.int32(low_q * (v & 15) + high_q * (v >> 4))
         for t in range(m):
             r = start + t
-            if row_label[r] < 0:  # a removed row
-                continue
             e = np.float64(err[r])
-            bound = np.float64(acc[t] - offset) * np.float64(scale[r]) * pscale + e + perr * (1.0 + e)
-            if bound >= low_bar:
-                if low_found < budget:
-                    low_out[low_found] = r
-                low_found += 1
-                if bound >= bar:
-                    out[found] = r
-                    found += 1
+            bound[t] = np.float64(acc[t] - offset) * np.float64(scale[r]) * pscale + e + perr * (1.0 + e)
+            if row_label[r] < 0:  # a removed row
+                bound[t] = -np.inf
+        found, low_found = _keep(bound, m, start, bar, out, found, low_bar, low_out, low_found)
     return found, low_found
 
 

@@ -9,8 +9,9 @@ Login frames and enrolment photos take the same path; only the face-count rule d
 Embedding policy: a face is embedded only when its quality report is ok (``embed_poor_quality=False``,
 the default). A poor frame gives no vote in the decision anyway, and the embedding is the dearest
 stage (~47 ms per face at batch 1), so computing it would only feed load. Set the flag to embed every
-face that was found: the login's liveness check does (every frame of its face track, turned, blurred
-or small, must still be the student recognised), and so do benchmarks that study poor frames.
+face that was found (benchmarks that study poor frames do); ``embed_every_login_face`` embeds every
+face of a login frame only: the liveness check's (every frame of its face track, turned, blurred or
+small, must still be the student recognised), while a poor enrolment photo is still not embedded.
 ``embed=False`` skips the stage.
 
 Dark frames (login only; an enrolment photo should be retaken in good light, since the gallery sets
@@ -103,6 +104,9 @@ class AnalyzerConfig:
     # Login frames are detected on a copy this long (None: DetectorConfig.max_side). A face at the
     # sign-in camera fills much of a 640x480 frame; MTCNN's cost follows the detection image's area.
     login_detect_side: int | None = None
+    # Embed every face a login frame shows, whatever its quality (it still gives no identity vote:
+    # decide.frame_gate): the liveness check judges who every frame of its face track is.
+    embed_every_login_face: bool = False
 
 
 def expose_login_face(image: np.ndarray, face: Face, cfg: AnalyzerConfig) -> tuple[np.ndarray, float] | None:
@@ -175,13 +179,13 @@ class FaceAnalyzer:
         timings = _zero_timings()
         image = self._decode(data, formats, timings, purpose)
         analysis = self._prepare(image, purpose, timings)
-        return self._embed([analysis])[0] if embed else analysis
+        return self._embed([analysis], purpose)[0] if embed else analysis
 
     def analyze_image(self, image: np.ndarray, *, purpose: str = LOGIN, embed: bool = True) -> FrameAnalysis:
         """The same from an already decoded RGB uint8 array (decode time 0)."""
         _check_purpose(purpose)
         analysis = self._prepare(as_rgb_array(image), purpose, _zero_timings())
-        return self._embed([analysis])[0] if embed else analysis
+        return self._embed([analysis], purpose)[0] if embed else analysis
 
     # --- many images -------------------------------------------------------------------------
     def analyze_batch(
@@ -223,7 +227,7 @@ class FaceAnalyzer:
         if not embed:
             return results
         ready = [r for r in results if isinstance(r, FrameAnalysis)]
-        embedded = iter(self._embed(ready))
+        embedded = iter(self._embed(ready, purpose))
         return [next(embedded) if isinstance(r, FrameAnalysis) else r for r in results]
 
     # --- stages ------------------------------------------------------------------------------
@@ -315,8 +319,8 @@ class FaceAnalyzer:
         mean = float(quality.luma(image[::4, ::4]).mean())
         return floor <= mean < self.config.quality.min_brightness
 
-    def _embed(self, analyses: list[FrameAnalysis]) -> list[FrameAnalysis]:
-        wanted = [i for i, a in enumerate(analyses) if a.crop is not None and a.quality is not None and self._wants_embedding(a.quality)]
+    def _embed(self, analyses: list[FrameAnalysis], purpose: str) -> list[FrameAnalysis]:
+        wanted = [i for i, a in enumerate(analyses) if a.crop is not None and a.quality is not None and self._wants_embedding(a.quality, purpose)]
         if not wanted:
             return analyses
         started = time.perf_counter()
@@ -329,8 +333,8 @@ class FaceAnalyzer:
         return out
 
 
-    def _wants_embedding(self, report: QualityReport) -> bool:
-        return report.ok or self.config.embed_poor_quality
+    def _wants_embedding(self, report: QualityReport, purpose: str) -> bool:
+        return report.ok or self.config.embed_poor_quality or (purpose == LOGIN and self.config.embed_every_login_face)
 
 
 def _check_purpose(purpose: str) -> None:

@@ -19,7 +19,7 @@ from django.conf import settings
 from facelogin import protocol
 from facelogin.models import Student
 from facelogin.pipeline.batching import FrameQueueFull
-from facelogin.pipeline.decide import POOR_QUALITY
+from facelogin.pipeline.decide import POOR_QUALITY, frame_gate
 from facelogin.pipeline.errors import ImageError, PipelineError
 from facelogin.pipeline.liveness import FAILED as LIVENESS_FAILED
 from facelogin.pipeline.liveness import LivenessCheck, random_challenge
@@ -156,7 +156,7 @@ class FaceAttempt:
             self.server_seconds, self.waiting_since = self.server_time(), None
 
         analysis = recognised.analysis
-        self.usable_frames += analysis.embedding is not None
+        self.usable_frames += frame_gate(analysis) is None  # good enough to vote (liveness embeds poorer faces too)
         model = await engine.current_model_async()
         if model is None:
             return await self.fail("unavailable", protocol.Close.UNAVAILABLE)

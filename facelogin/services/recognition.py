@@ -54,7 +54,7 @@ def analyzer_config():
         # Liveness checks that every face frame of the track is the student recognised (``same_student``):
         # a frame it could not embed would be one nobody checked. bench.attacks (i) got in through those:
         # the attacker's own head, turning under the lowered photo, was small and blurred, never embedded.
-        embed_poor_quality=config["LIVENESS"],
+        embed_every_login_face=config["LIVENESS"],
     )
 
 

@@ -167,6 +167,11 @@ def test_a_poor_face_is_not_embedded_unless_asked(analyzer: FaceAnalyzer, counti
     assert analysis.crop is not None and analysis.embedding is None
     eager = FaceAnalyzer(replace(AnalyzerConfig(), embed_poor_quality=True), counting)
     assert eager.analyze_bytes(blurred).embedding is not None
+    # liveness: every login face is embedded (who it is gets judged on every frame), an enrolment photo not
+    liveness = FaceAnalyzer(replace(AnalyzerConfig(), embed_every_login_face=True), counting)
+    assert liveness.analyze_bytes(blurred).embedding is not None
+    assert liveness.analyze_batch([blurred])[0].embedding is not None
+    assert liveness.analyze_bytes(blurred, purpose="enrol").embedding is None
 
 
 def test_a_dark_frame_is_brightened_retried_and_recognised(analyzer: FaceAnalyzer, counting: CountingEmbedder, faces_dir: Path) -> None:

@@ -152,15 +152,7 @@ def measure(students: int, seed: int, *, levers: dict | None = None, faiss_lever
         int8_pass.append((time.perf_counter() - t0) * 1000)
         cs = centroids @ stranger
         t0 = time.perf_counter()
-        if gallery._int4_rows:  # short rows: their int4 copies
-            rowbound.int4_candidate_rows(
-                gallery._n, gallery._x4, gallery._x4_scale, gallery._x4_err, gallery._row_label, stranger, float(model.threshold)
-            )
-        else:
-            rowbound.candidate_rows(
-                gallery.n_rows, gallery._codes, gallery._ones, gallery._h, gallery._g, gallery._err,
-                gallery._row_label, cs, full_stranger, float(model.threshold),  # sign codes: all 512 columns
-            )
+        gallery.row_candidates(full_stranger, stranger, cs, float(model.threshold))  # the search's own choice of bounds
         row_scan.append((time.perf_counter() - t0) * 1000)
 
     def per_frame_in_batches(rows: np.ndarray, size: int = 8) -> float:

@@ -890,6 +890,30 @@ class Gallery:
         tops = np.argsort(-full, axis=1, kind="stable")[:, :k]  # equal scores keep label order
         return [(top, full[i, top]) for i, top in enumerate(tops)]
 
+    def row_candidates(
+        self,
+        probe: np.ndarray,
+        stored_probe: np.ndarray,
+        cscores: np.ndarray,
+        bar: float,
+        *,
+        centroid_errors: np.ndarray | None = None,
+        low_bar: float | None = None,
+        low_budget: int = 0,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The rows' own bounds (``rowbound``) for one unit probe (``stored_probe``: as ``_folded`` stores
+        it; ``cscores``: its centroid scores, within ``centroid_errors``): short rows from their int4
+        copies, which bound far tighter in 128 dimensions, others from their sign codes over the full
+        probe. See ``rowbound.candidate_rows`` for what is returned."""
+        if self._int4_rows:
+            return rowbound.int4_candidate_rows(
+                self._n, self._x4, self._x4_scale, self._x4_err, self._row_label, stored_probe, bar, low_bar=low_bar, low_budget=low_budget
+            )
+        return rowbound.candidate_rows(
+            self._n, self._codes, self._ones, self._h, self._g, self._err, self._row_label,
+            cscores, probe, bar, centroid_errors=centroid_errors, low_bar=low_bar, low_budget=low_budget,
+        )
+
     def _branch_and_bound(
         self,
         probe: np.ndarray,
@@ -927,17 +951,10 @@ class Gallery:
             # The centroid bounds leave many students (a stranger's probe, below the threshold of
             # nearly all of them): the rows' own bounds (``rowbound``, 80 bytes a row) usually rule
             # out all but a few, without an exact pass over the rows.
-            low_bar = want - _BOUND_SLACK if want < bar else None
-            if self._int4_rows:  # short rows: their own int4 copies bound far tighter than sign codes
-                rows, low = rowbound.int4_candidate_rows(
-                    self._n, self._x4, self._x4_scale, self._x4_err, self._row_label, stored_probe, bar - _BOUND_SLACK,
-                    low_bar=low_bar, low_budget=_LOW_BUDGET_ROWS,
-                )
-            else:
-                rows, low = rowbound.candidate_rows(
-                    self._n, self._codes, self._ones, self._h, self._g, self._err, self._row_label,
-                    cscores, probe, bar - _BOUND_SLACK, centroid_errors=cerr, low_bar=low_bar, low_budget=_LOW_BUDGET_ROWS,
-                )
+            rows, low = self.row_candidates(
+                probe, stored_probe, cscores, bar - _BOUND_SLACK, centroid_errors=cerr,
+                low_bar=want - _BOUND_SLACK if want < bar else None, low_budget=_LOW_BUDGET_ROWS,
+            )
             if low is not None:
                 rows = low
             else:  # too many rows could beat the best found: the contract is exactness from the bar

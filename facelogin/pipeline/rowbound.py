@@ -103,12 +103,13 @@ def encode_rows(X: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 def as_blocks(codes: np.ndarray) -> np.ndarray:
-    """(WORDS, rows) codes in the scan's layout, (blocks, WORDS, TILE)."""
-    rows = codes.shape[1]
-    blocks = np.zeros((blocks_for(rows), WORDS, TILE), dtype=np.uint64)
-    padded = np.zeros((WORDS, len(blocks) * TILE), dtype=np.uint64)
+    """(k, rows) per-row columns (the sign codes' WORDS, an int4 row's bytes) in the scans' layout,
+    (blocks, k, TILE)."""
+    k, rows = codes.shape
+    blocks = np.zeros((blocks_for(rows), k, TILE), dtype=codes.dtype)
+    padded = np.zeros((k, len(blocks) * TILE), dtype=codes.dtype)
     padded[:, :rows] = codes
-    blocks[:] = padded.reshape(WORDS, len(blocks), TILE).transpose(1, 0, 2)
+    blocks[:] = padded.reshape(k, len(blocks), TILE).transpose(1, 0, 2)
     return blocks
 
 
@@ -152,34 +153,56 @@ def candidate_rows(
     if codes.ndim == 2:  # (WORDS, rows), as encode_rows returns them
         codes = as_blocks(codes)
     planes, q0, delta, total, l1 = probe_planes(probe)
+    return _run_scan(
+        _kernel(),
+        n,
+        (
+            codes,
+            ones,
+            h,
+            g,
+            err,
+            row_label,
+            np.ascontiguousarray(centroid_scores, dtype=np.float32),
+            np.zeros(len(centroid_scores), np.float32) if centroid_errors is None else centroid_errors,
+            planes,
+            q0,
+            delta,
+            total,
+            l1,
+        ),
+        bar,
+        low_bar,
+        low_budget,
+    )
+
+
+def _run_scan(kernel: Any, n: int, args: tuple, bar: float, low_bar: float | None, low_budget: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """A row scan's kernel over the first ``n`` rows: (rows reaching ``bar``, rows reaching ``low_bar`` or
+    None when more than ``low_budget`` do). Both kernels take (n, *args, bar, out, low_bar, low_out)."""
     out = np.empty(n, dtype=np.int64)
     low_out = np.empty(low_budget if low_bar is not None else 0, dtype=np.int64)
-    found, low_found = _kernel()(
-        n,
-        codes,
-        ones,
-        h,
-        g,
-        err,
-        row_label,
-        np.ascontiguousarray(centroid_scores, dtype=np.float32),
-        np.zeros(len(centroid_scores), np.float32) if centroid_errors is None else centroid_errors,
-        planes,
-        q0,
-        delta,
-        total,
-        l1,
-        float(bar),
-        out,
-        float(low_bar) if low_bar is not None else float(bar),
-        low_out,
-    )
+    found, low_found = kernel(n, *args, float(bar), out, float(low_bar) if low_bar is not None else float(bar), low_out)
     low = low_out[:low_found] if low_bar is not None and low_found <= low_budget else None
     return out[:found], low
 
 
 # The float32 roundings of an int8 score (an exact int32 sum times two scales), with a wide margin.
 INT8_SUM_SLACK = 1e-5
+
+
+def _levels(X: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows (float32, (m, d)) rounded to integer levels -top..top times a per-row scale (the row's
+    largest magnitude over ``top``): (levels int8, scale float32, |x - scale levels| float64)."""
+    peak = np.abs(X).max(axis=1) if X.size else np.zeros(len(X), dtype=np.float32)
+    scale = (np.where(peak > 0, peak, 1.0) / top).astype(np.float32)
+    levels = np.clip(np.rint(X / scale[:, None]), -top, top).astype(np.int8)
+    return levels, scale, np.linalg.norm(X.astype(np.float64) - levels * scale[:, None].astype(np.float64), axis=1)
+
+
+def _rounded_up(err: np.ndarray) -> np.ndarray:
+    """A float64 rounding error as a float32 that still bounds it."""
+    return (err * (1 + 1e-6) + 1e-9).astype(np.float32)
 
 
 def quantise_int8(C: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -191,24 +214,16 @@ def quantise_int8(C: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     scale = np.empty(len(C), dtype=np.float32)
     err = np.empty(len(C), dtype=np.float32)
     for start in range(0, len(C), _ENCODE_CHUNK):  # bounded float64 temporaries on a bulk load
-        part = C[start : start + _ENCODE_CHUNK]
-        sl = slice(start, start + len(part))
-        peak = np.abs(part).max(axis=1) if part.size else np.zeros(len(part), dtype=np.float32)
-        scale[sl] = (np.where(peak > 0, peak, 1.0) / 127).astype(np.float32)
-        levels[sl] = np.clip(np.rint(part / scale[sl, None]), -127, 127).astype(np.int8)
-        e = np.linalg.norm(part.astype(np.float64) - levels[sl] * scale[sl, None].astype(np.float64), axis=1)
-        err[sl] = (e * (1 + 1e-6) + 1e-9).astype(np.float32)
+        sl = slice(start, min(start + _ENCODE_CHUNK, len(C)))
+        levels[sl], scale[sl], e = _levels(C[sl], 127)
+        err[sl] = _rounded_up(e)
     return levels, scale, err
 
 
 def _quantise_probes(probes: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """Probes as int8 levels, their scales, and the largest |q - scale levels| among them."""
-    probes = np.ascontiguousarray(probes, dtype=np.float32)
-    peak = np.abs(probes).max(axis=1) if probes.size else np.zeros(len(probes), dtype=np.float32)
-    pscale = (np.where(peak > 0, peak, 1.0) / 127).astype(np.float32)
-    plevels = np.clip(np.rint(probes / pscale[:, None]), -127, 127).astype(np.int8)
-    perr = float(np.linalg.norm(probes.astype(np.float64) - plevels * pscale[:, None].astype(np.float64), axis=1).max(initial=0.0))
-    return plevels, pscale, perr
+    plevels, pscale, perr = _levels(np.ascontiguousarray(probes, dtype=np.float32), 127)
+    return plevels, pscale, float(perr.max(initial=0.0))
 
 
 def int8_centroid_scores(levels: np.ndarray, scale: np.ndarray, err: np.ndarray, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -230,14 +245,10 @@ def quantise_int4(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unit rows (float32, (m, d), d even) as 4-bit levels -7..7 times a per-row scale: (packed (m, d/2)
     uint8, scale, err), ``err`` = |x - scale levels| rounded up. Column 2i is byte i's low nibble and
     column 2i + 1 its high one, each stored as level + 8 (1..15)."""
-    X = np.asarray(X, dtype=np.float32)
-    peak = np.abs(X).max(axis=1) if X.size else np.zeros(len(X), dtype=np.float32)
-    scale = (np.where(peak > 0, peak, 1.0) / 7).astype(np.float32)
-    levels = np.clip(np.rint(X / scale[:, None]), -7, 7)
-    err = np.linalg.norm(X.astype(np.float64) - levels * scale[:, None].astype(np.float64), axis=1)
+    levels, scale, err = _levels(np.asarray(X, dtype=np.float32), 7)
     stored = (levels + 8).astype(np.uint8)
     packed = stored[:, 0::2] | (stored[:, 1::2] << 4)
-    return packed, scale, (err * (1 + 1e-6) + 1e-9).astype(np.float32)
+    return packed, scale, _rounded_up(err)
 
 
 def int4_candidate_rows(
@@ -259,14 +270,8 @@ def int4_candidate_rows(
     the int8 probe). For SFace's 128 numbers that bound is ~0.12 wide, the sign codes' ~0.3: it rules
     out every row of a stranger, from 72 bytes a row."""
     plevels, pscale, perr = _quantise_probes(np.asarray(probe, dtype=np.float32)[None, :])
-    out = np.empty(n, dtype=np.int64)
-    low_out = np.empty(low_budget if low_bar is not None else 0, dtype=np.int64)
-    found, low_found = _int4_rows_kernel()(
-        n, packed, scale, err, row_label, plevels[0], float(pscale[0]), perr * (1 + 1e-6) + INT8_SUM_SLACK,
-        float(bar), out, float(low_bar) if low_bar is not None else float(bar), low_out,
-    )
-    low = low_out[:low_found] if low_bar is not None and low_found <= low_budget else None
-    return out[:found], low
+    args = (packed, scale, err, row_label, plevels[0], float(pscale[0]), perr * (1 + 1e-6) + INT8_SUM_SLACK)
+    return _run_scan(_int4_rows_kernel(), n, args, bar, low_bar, low_budget)
 
 
 def centroid_bounds(
@@ -294,9 +299,7 @@ def warm_up() -> None:
     levels, scale, c_err = quantise_int8(X)
     int8_centroid_scores(levels, scale, c_err, X)
     packed, scale, r_err = quantise_int4(X[:, :128])
-    blocks = np.zeros((1, 64, TILE), dtype=np.uint8)
-    blocks[0, :, :2] = packed.T
-    int4_candidate_rows(2, blocks, scale, r_err, np.zeros(2, dtype=np.int32), X[0, :128], 0.0, low_bar=-1.0, low_budget=2)
+    int4_candidate_rows(2, as_blocks(packed.T), scale, r_err, label, X[0, :128], 0.0, low_bar=-1.0, low_budget=2)
     centroid_bounds(np.ones(2, np.float32), c_err, np.ones(2, np.float32), 1)
 
 

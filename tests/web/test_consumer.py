@@ -436,6 +436,22 @@ async def test_someone_elses_small_blurred_head_under_the_lowered_photo_is_judge
     assert attempt.reason == "identity_changed" or unlike, (attempt.reason, attempt.challenge)
 
 
+def test_a_face_frame_without_an_embedding_is_not_taken_for_the_student(enrolled, with_liveness):
+    """same_student on one frame: the student's own face passes; the same face with no embedding fails
+    (it could be anyone); a frame without a face is left to the track's gap rule."""
+    from dataclasses import replace
+
+    from facelogin.services.recognition import same_student
+
+    model = engine().current_model()
+    label = str(enrolled[faces.JOHNS / "John_Schneider"].pk)
+    analysis = engine().analyzer.analyze_bytes(faces.webcam_frame(FRONTAL))
+    assert analysis.face is not None and analysis.embedding is not None
+    assert same_student(model, analysis, label)
+    assert not same_student(model, replace(analysis, embedding=None), label)
+    assert same_student(model, replace(analysis, face=None, embedding=None), label)
+
+
 async def test_a_perfect_head_on_a_screen_fails_on_the_colours(enrolled, with_liveness):
     """A 3-D puppet of the student on a tablet turns as asked; the page's colours do not show on it."""
     communicator = await _connect()

@@ -108,7 +108,7 @@ def test_tiny_images_give_an_empty_detection_instead_of_mtcnns_value_error(detec
 
 def test_an_mtcnn_failure_on_odd_input_is_no_face(detector: FaceDetector, monkeypatch: pytest.MonkeyPatch) -> None:
     class Broken:
-        def detect(self, *args: object, **kwargs: object) -> None:
+        def pnet(self, *args: object) -> None:
             raise RuntimeError("shape mismatch deep inside the pyramid")
 
     monkeypatch.setattr(detector, "_mtcnn", Broken())

@@ -8,7 +8,8 @@ of ``tests/live.py``) runs as three processes, as in production:
 
 * **seed**: migrates, then creates N students the way the app stores them: real ``User`` and
   ``Student`` rows, each with 5 accepted ``EnrolmentPhoto`` rows for the current FaceNet model,
-  holding a synthetic unit-norm 512-d embedding (``bench.gallery``'s generator) sealed by
+  holding a synthetic unit-norm embedding (``bench.gallery``'s generator; ``--dims``: the face model's
+  own length by default, SFace's 128 spread over the stored 512 columns as ``embed.spread`` does) sealed by
   ``biometrics.seal_embedding`` and a sealed crop-sized blob in place of the face crop (training
   never reads crops, but SQLite reads past them). Then the real retrain service
   (``training.classifier_train``) trains and activates the first classifier: "full retrain at N".
@@ -108,6 +109,10 @@ class Stages:
         return round(sum(b - a for a, b in spans), 3) if spans else None
 
 
+# The face models whose vectors are shorter than the stored 512 columns (embed.spread lays them over).
+NATIVE_DIMS = {"sface": 128}
+
+
 def sealing_the_classifier(*args: Any, **kwargs: Any) -> bool:
     # the version's head (b"classifier") and its parts (b"classifier-part:<version>:<index>")
     return kwargs.get("context", b"").startswith(b"classifier")
@@ -189,7 +194,7 @@ def role_seed(args: argparse.Namespace) -> None:
     from django.utils import timezone
     from tqdm import tqdm
 
-    from bench.gallery import synthetic_gallery
+    from bench.gallery import DIM, synthetic_gallery
     from facelogin import models
     from facelogin.services import biometrics, classifier_store, training
     from facelogin.services.recognition import model_name
@@ -199,12 +204,13 @@ def role_seed(args: argparse.Namespace) -> None:
     consent_model = getattr(models, "FaceConsent", None)  # consent records, where the app has them
     rng = np.random.default_rng(args.seed)
     name = model_name()
+    dims = args.dims or NATIVE_DIMS.get(name, DIM)
     crop = os.urandom(args.crop_bytes)  # sealed like a crop; its content is never read
     started = time.time()
     with tqdm(total=args.students, desc="seeding students", unit=" students", file=sys.stderr) as bar:
         for first in range(0, args.students, args.batch):
             count = min(args.batch, args.students - first)
-            X, _ = synthetic_gallery(count, rng)
+            X, _ = synthetic_gallery(count, rng, dims)
             enrolled_at = timezone.now() - timedelta(days=30)  # the gallery was enrolled before today
             with transaction.atomic():
                 users = User.objects.bulk_create(
@@ -253,6 +259,8 @@ def role_seed(args: argparse.Namespace) -> None:
         args.workdir / "seed.json",
         {
             "students": args.students,
+            "face_model": name,
+            "dims": dims,
             "embeddings": version.gallery_embeddings,
             "seed_s": round(seed_s, 1),
             "full_retrain_s": stages.seconds("retrain task"),
@@ -489,7 +497,7 @@ def role_worker(args: argparse.Namespace) -> None:
 def child(role: str, args: argparse.Namespace, env: dict[str, str]) -> subprocess.Popen:
     command = [python_executable(), "-m", "bench.enrol_scale", "--role", role, "--workdir", str(args.workdir)]
     command += ["--students", str(args.students), "--seed", str(args.seed), "--person", str(args.person)]
-    command += ["--batch", str(args.batch), "--crop-bytes", str(args.crop_bytes)]
+    command += ["--batch", str(args.batch), "--crop-bytes", str(args.crop_bytes), "--dims", str(args.dims or 0)]
     return subprocess.Popen(command, cwd=REPO, env=env)
 
 
@@ -560,6 +568,8 @@ def summarise(seed: dict, worker: dict, served: dict) -> dict:
     ]
     return {
         "students": seed["students"],
+        "face_model": seed["face_model"],
+        "dims": seed["dims"],
         "embeddings": seed["embeddings"],
         "seed": seed,
         "worker": worker,
@@ -575,7 +585,10 @@ def summarise(seed: dict, worker: dict, served: dict) -> dict:
 def print_report(result: dict) -> None:
     seed, worker, served = result["seed"], result["worker"], result["serve"]
     load = ", ".join(f"{v:.1f}" for v in result["load_average"])
-    print(f"\n{result['students']:,} students, {result['embeddings']:,} embeddings; machine load average {load}")
+    print(
+        f"\n{result['students']:,} students, {result['embeddings']:,} embeddings ({result['face_model']}: "
+        f"{result['dims']} numbers each); machine load average {load}"
+    )
     print(f"seeding: {seed['seed_s']} s; database {seed['database_mb']:.0f} MB")
     fr = seed["full_retrain_stages"]
     print(
@@ -623,6 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=2_000, help="students per bulk insert")
     parser.add_argument("--crop-bytes", type=int, default=7_000, help="size of the stand-in for each face crop")
+    parser.add_argument("--dims", type=int, default=0, help="numbers per synthetic embedding (default: the face model's own: 128 for SFace, 512 for FaceNet)")
     parser.add_argument("--json", type=Path, default=Path("bench/results/enrol_scale.json"))
     parser.add_argument("--keep", action="store_true", help="keep the temporary portal directory")
     parser.add_argument("--role", choices=["seed", "serve", "worker"], help=argparse.SUPPRESS)

@@ -70,3 +70,16 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {value!r}")
     return value
+
+
+def numba_cache_default(code_dir: Path, data_dir: Path) -> str | None:
+    """Where numba should keep the compiled kernels (MTCNN's resampling, the large gallery's scans) when
+    NUMBA_CACHE_DIR is not set: None (beside the code, numba's default) while ``code_dir`` is writable,
+    else a folder of the data directory. numba's own fallback, the user's home cache, may be missing or
+    read-only for a service account, and then it refuses to import the kernels at all."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return None
+    cache = code_dir / "__pycache__"
+    if os.access(cache if cache.exists() else code_dir, os.W_OK):
+        return None
+    return str(data_dir / "numba-cache")

@@ -7,6 +7,7 @@ PostgreSQL, ``REDIS_URL`` to the Redis channel layer, a shared cache and a real 
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
 from facelogin.pipeline.weights import DEFAULT_MODEL, MODELS
-from portal.env import env, env_bool, env_choice, env_float, env_int, env_list
+from portal.env import env, env_bool, env_choice, env_float, env_int, env_list, numba_cache_default
 from portal.oidc_keys import published_keys, signing_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -24,6 +25,8 @@ DATA_DIR = Path(env("FACELOGIN_DATA_DIR") or BASE_DIR / "data").resolve()
 if not DATA_DIR.exists():  # it holds the SQLite database and the embedded run's secrets: the owner's only
     DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
 (DATA_DIR / "static").mkdir(parents=True, exist_ok=True)  # SQLite and WhiteNoise need them to exist
+if numba_cache := numba_cache_default(BASE_DIR / "facelogin" / "pipeline", DATA_DIR):
+    os.environ["NUMBA_CACHE_DIR"] = numba_cache  # read when numba is first imported, after the settings
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
 

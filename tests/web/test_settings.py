@@ -80,3 +80,30 @@ def test_the_face_engine_runs_torch_with_the_configured_threads():
             [sys.executable, "manage.py", "shell", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
         )
         assert f"THREADS {threads}" in result.stdout, result.stderr[-2000:]
+
+
+def test_numba_keeps_its_kernels_with_the_data_when_the_code_is_read_only(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from portal.env import numba_cache_default
+
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    code = Path(REPO) / "facelogin" / "pipeline"
+    assert numba_cache_default(code, tmp_path) is None  # a writable checkout: numba's own place, beside the code
+    # A directory we may not write to (as root every existing path is writable, so one that is not there).
+    assert numba_cache_default(tmp_path / "read-only" / "pipeline", tmp_path) == str(tmp_path / "numba-cache")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", "/elsewhere")
+    assert numba_cache_default(tmp_path / "read-only" / "pipeline", tmp_path) is None  # the operator's choice wins
+
+
+def test_the_detector_kernels_are_cached_where_numba_cache_dir_says(tmp_path):
+    script = (
+        "import numpy as np\n"
+        "from facelogin.pipeline.detect import FaceDetector\n"
+        "print(FaceDetector().detect(np.full((120, 160, 3), 128, dtype=np.uint8)).count)\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0"
+    assert list((tmp_path / "cache").rglob("*.nbi")), "numba wrote no cache index where it was told"

@@ -224,6 +224,7 @@ class Analyzer:
         cache_dir: Path | None,
         threads: int | None,
         embedder: str = "torch",
+        sface_runtime: str = "torch",
         login_detect_side: int | None = None,
         webcam_face_height: int | None = None,
         overrides: dict[str, Any] | None = None,
@@ -243,7 +244,7 @@ class Analyzer:
         self.webcam_face_height = webcam_face_height
         if "formats" in getattr(AnalyzerConfig, "__dataclass_fields__", {}):
             self.config = replace(self.config, formats=BENCH_FORMATS)
-        self.analyzer = FaceAnalyzer(self.config, get_embedder(weights, threads=threads, backend=embedder))
+        self.analyzer = FaceAnalyzer(self.config, get_embedder(weights, threads=threads, backend=embedder, sface_runtime=sface_runtime))
         self.cache_dir = cache_dir
         # Anything that changes an analysis changes the key: model, weights, analyzer settings.
         self.key_prefix = json.dumps(
@@ -254,6 +255,8 @@ class Analyzer:
                 "config": repr(self.config),
                 "formats": BENCH_FORMATS,
                 "embedder": embedder,
+                # Absent for OpenCV, SFace's only runtime before stop 25, so earlier caches stay valid.
+                **({"sface_runtime": sface_runtime} if model == "sface" and sface_runtime != "opencv" else {}),
             },
             sort_keys=True,
         )
@@ -542,10 +545,22 @@ def run_rule(
             outcomes.append(
                 Outcome(kind, name, (dataset_of or {}).get(name, ""), d.accepted, d.label, d.reason, d.frames)
             )
+    record_decisions("photos", outcomes)
     row = outcome_rates(outcomes)
     if dataset_of:
         row["by_dataset"] = grouped_rates(outcomes, lambda o: o.dataset)
     return row
+
+
+DECISIONS: list[dict[str, Any]] | None = None  # --decisions FILE: every attempt's outcome, in run order
+
+
+def record_decisions(protocol: str, outcomes: Sequence[Outcome]) -> None:
+    """Keep each attempt's decision so two runs (e.g. two runtimes of one model) can be compared attempt by
+    attempt, not only by their rates."""
+    if DECISIONS is not None:
+        rows = [[o.kind, o.identity, o.accepted, o.label, o.reason, o.frames] for o in outcomes]
+        DECISIONS.append({"protocol": protocol, "attempts": rows})
 
 
 @dataclass(frozen=True)
@@ -998,6 +1013,7 @@ def run_live(
             for group in ("all", f"light {s.conditions.light}", f"size {s.band}", f"dataset {s.dataset}"):
                 bucket = reasons.setdefault(group, {})
                 bucket[r] = bucket.get(r, 0) + 1
+    record_decisions("live", outcomes)
     row = outcome_rates(outcomes)
     row.update(
         {
@@ -1210,7 +1226,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-cache", dest="cache", action="store_const", const=None, help="recompute every embedding")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as FACELOGIN_TORCH_THREADS)")
-    parser.add_argument("--embedder", choices=("torch", "onnx"), default="onnx", help="FaceNet's backend (FACELOGIN_EMBEDDER; default onnx; SFace runs in OpenCV)")
+    parser.add_argument("--embedder", choices=("torch", "onnx"), default="onnx", help="FaceNet's backend (FACELOGIN_EMBEDDER; default onnx)")
+    parser.add_argument("--sface-runtime", choices=("torch", "opencv"), default="torch", help="SFace's runtime (FACELOGIN_SFACE_RUNTIME; default torch)")
+    parser.add_argument("--decisions", type=Path, help="also write every attempt's decision here (to compare two runs attempt by attempt)")
     parser.add_argument(
         "--login-detect-side",
         type=int,
@@ -1250,6 +1268,8 @@ def main(argv: list[str] | None = None) -> int:
         help="where to write the results (default bench/results/accuracy.json)",
     )
     args = parser.parse_args(argv)
+    global DECISIONS
+    DECISIONS = [] if args.decisions else None
     if not args.dataset:
         parser.error("give at least one --dataset")
     kinds = list(CLASSIFIER_KINDS) if args.classifier == "all" else [args.classifier]
@@ -1273,6 +1293,7 @@ def main(argv: list[str] | None = None) -> int:
         cache_dir=args.cache,
         threads=args.threads,
         embedder=args.embedder,
+        sface_runtime=args.sface_runtime,
         login_detect_side=args.login_detect_side or None,
         webcam_face_height=args.webcam_face_height,
         overrides=analyzer_overrides(args.analyzer, parser),
@@ -1451,6 +1472,9 @@ def main(argv: list[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(_plain(summary), indent=2, default=str, allow_nan=True) + "\n")
     print(f"\nwrote {args.json}")
+    if args.decisions:
+        args.decisions.write_text(json.dumps({"command": summary.get("command"), "runs": DECISIONS}) + "\n")
+        print(f"wrote {args.decisions} ({sum(len(r['attempts']) for r in DECISIONS or [])} attempts)")
     return 0
 
 

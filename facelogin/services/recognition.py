@@ -120,7 +120,9 @@ class Engine:
         # 7.4 ms on one, in a process whose other thread is busy with the next frame (bench.gallery).
         threadpool_limits(limits=config["TORCH_THREADS"])
         self.model_name = config["MODEL"]
-        embedder = get_embedder(prepare_embedding_weights(), threads=config["TORCH_THREADS"], backend=config["EMBEDDER"])
+        embedder = get_embedder(
+            prepare_embedding_weights(), threads=config["TORCH_THREADS"], backend=config["EMBEDDER"], sface_runtime=config["SFACE_RUNTIME"]
+        )
         self.analyzer = FaceAnalyzer(analyzer_config(), embedder, mesher=face_mesher(), pad=pad_detector())
         self.batcher = FrameBatcher(self.recognise_batch, threads=config["RECOGNITION_THREADS"], max_waiting=config["FRAME_QUEUE"])
         self._model = None

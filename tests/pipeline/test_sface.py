@@ -116,3 +116,40 @@ def test_an_unreadable_file_or_no_opencv_is_a_clear_model_error(tmp_path: Path, 
     monkeypatch.setitem(__import__("sys").modules, "cv2", None)  # as if OpenCV were not installed
     with pytest.raises(errors.ModelUnavailable, match="needs OpenCV"):
         SFaceEmbedder(sface_path()).embed(crop)
+
+
+def test_the_torch_runtime_gives_opencvs_vectors_to_rounding(faces_dir: Path) -> None:
+    detector = FaceDetector()
+    crops = []
+    for person in sorted(p for p in (faces_dir / "johns").iterdir() if p.is_dir())[:5]:
+        for photo in sorted(person.iterdir())[:2]:
+            image = np.asarray(Image.open(photo).convert("RGB"))
+            crops.append(align_five_points(image, detector.detect(image).largest))
+    crops = np.stack(crops)
+    opencv = SFaceEmbedder(sface_path(), runtime="opencv").embed(crops)
+    rebuilt = SFaceEmbedder(sface_path(), runtime="torch")
+    together = rebuilt.embed(crops)  # in batches of SFaceEmbedder.BATCH
+    one_by_one = np.concatenate([rebuilt.embed(c[None]) for c in crops])
+    for vectors in (together, one_by_one):
+        cosines = (vectors * opencv).sum(axis=1)
+        assert cosines.min() > 1 - 1e-6, cosines
+    # Every pair's cosine, what the gallery compares, moves by rounding only.
+    assert np.abs(together @ together.T - opencv @ opencv.T).max() < 1e-5
+
+
+def test_a_rebuilt_network_that_disagrees_with_opencv_is_refused(monkeypatch) -> None:
+    from facelogin.pipeline import errors, sface_torch
+
+    monkeypatch.setattr(sface_torch, "EPS_CONV", 1e-5)  # the epsilon OpenCV does not report, guessed wrong
+    with pytest.raises(errors.ModelUnavailable, match="disagrees with OpenCV"):
+        SFaceEmbedder(sface_path(), runtime="torch").embed(np.zeros((1, 112, 112, 3), dtype=np.uint8))
+
+
+def test_each_runtime_is_its_own_embedder_and_an_unknown_one_is_refused() -> None:
+    from facelogin.pipeline.embed import get_embedder
+
+    torch_one, opencv_one = get_embedder(sface_path()), get_embedder(sface_path(), sface_runtime="opencv")
+    assert (torch_one.runtime, opencv_one.runtime) == ("torch", "opencv")
+    assert get_embedder(sface_path()) is torch_one
+    with pytest.raises(ValueError, match="unknown SFace runtime"):
+        SFaceEmbedder(sface_path(), runtime="tensorflow")

@@ -50,18 +50,25 @@ def _net_input(batch: np.ndarray) -> Any:
     return torch.from_numpy(batch).permute(0, 3, 1, 2)
 
 
-def _crops(sums: np.ndarray, boxes: Any, image_inds: Any, width: int, height: int, side: int) -> tuple[np.ndarray, Any]:
-    """The candidate boxes' crops for the next net, as facenet-pytorch cuts them (``pad`` clamps a box to
-    the image; 1-based ends), and which boxes had one."""
-    from facenet_pytorch.models.utils.detect_face import pad
-
+def _refine(net: Any, sums: np.ndarray, boxes: Any, image_inds: Any, size: tuple[int, int], side: int, score_at: int, threshold: float) -> tuple:
+    """One refining stage (R-Net or O-Net) as facenet-pytorch runs it: the candidates' crops, cut as the
+    library cuts them (``pad`` clamps a box to the image; 1-based ends), through ``net``; returns the
+    boxes scoring over ``threshold`` with their score, their images, their box corrections, the net's
+    outputs and which candidates passed."""
     import torch
+    from facenet_pytorch.models.utils.detect_face import fixed_batch_process, pad
 
-    y, ey, x, ex = pad(boxes, width, height)
+    y, ey, x, ex = pad(boxes, *size)
     kept = (ey > y - 1) & (ex > x - 1)  # the library skips a crop of no pixels (and then fails: we drop its box)
-    images = image_inds.numpy()[kept]
-    batch = area_resample(sums, images, y[kept] - 1, ey[kept], x[kept] - 1, ex[kept], (side, side))
-    return batch, torch.from_numpy(kept)
+    batch = area_resample(sums, image_inds.numpy()[kept], y[kept] - 1, ey[kept], x[kept] - 1, ex[kept], (side, side))
+    kept_rows = torch.from_numpy(kept)
+    boxes, image_inds = boxes[kept_rows], image_inds[kept_rows]
+    out = fixed_batch_process(_net_input(batch), net)
+    score = out[score_at].permute(1, 0)[1, :]
+    passed = score > threshold
+    boxes = torch.cat((boxes[passed, :4], score[passed].unsqueeze(1)), dim=1)
+    corrections = out[0].permute(1, 0)[:, passed].permute(1, 0)
+    return boxes, image_inds[passed], corrections, out, passed
 
 
 def detect_faces(nets: Any, images: np.ndarray, min_face_size: int, thresholds: tuple[float, float, float], factor: float) -> list[tuple[Any, Any, Any]]:
@@ -69,13 +76,7 @@ def detect_faces(nets: Any, images: np.ndarray, min_face_size: int, thresholds: 
     ``nets`` its MTCNN (pnet, rnet, onet): per image (boxes (k, 4), probabilities (k,), landmarks (k, 5, 2)),
     largest box first, or (None, [None], None) without a face. Call under ``torch.inference_mode()``."""
     import torch
-    from facenet_pytorch.models.utils.detect_face import (
-        batched_nms_numpy,
-        bbreg,
-        fixed_batch_process,
-        generateBoundingBox,
-        rerec,
-    )
+    from facenet_pytorch.models.utils.detect_face import batched_nms_numpy, bbreg, generateBoundingBox, rerec
     from torchvision.ops.boxes import batched_nms
 
     images = np.ascontiguousarray(images, dtype=np.uint8)
@@ -118,14 +119,7 @@ def detect_faces(nets: Any, images: np.ndarray, min_face_size: int, thresholds: 
 
     # Stage 2: R-Net on 24x24 crops.
     if len(boxes) > 0:
-        batch, kept = _crops(sums, boxes, image_inds, width, height, 24)
-        boxes, image_inds = boxes[kept], image_inds[kept]
-        out = fixed_batch_process(_net_input(batch), nets.rnet)
-        score = out[1].permute(1, 0)[1, :]
-        ipass = score > thresholds[1]
-        boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
-        image_inds = image_inds[ipass]
-        mv = out[0].permute(1, 0)[:, ipass].permute(1, 0)
+        boxes, image_inds, mv, _, _ = _refine(nets.rnet, sums, boxes, image_inds, (width, height), 24, 1, thresholds[1])
         pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
         boxes, image_inds, mv = boxes[pick], image_inds[pick], mv[pick]
         boxes = rerec(bbreg(boxes, mv))
@@ -133,15 +127,8 @@ def detect_faces(nets: Any, images: np.ndarray, min_face_size: int, thresholds: 
     # Stage 3: O-Net on 48x48 crops: scores, box corrections and the five landmarks.
     points = torch.zeros(0, 5, 2)
     if len(boxes) > 0:
-        batch, kept = _crops(sums, boxes, image_inds, width, height, 48)
-        boxes, image_inds = boxes[kept], image_inds[kept]
-        out = fixed_batch_process(_net_input(batch), nets.onet)
-        score = out[2].permute(1, 0)[1, :]
-        ipass = score > thresholds[2]
+        boxes, image_inds, mv, out, ipass = _refine(nets.onet, sums, boxes, image_inds, (width, height), 48, 2, thresholds[2])
         points = out[1].permute(1, 0)[:, ipass]
-        boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
-        image_inds = image_inds[ipass]
-        mv = out[0].permute(1, 0)[:, ipass].permute(1, 0)
         w_i = boxes[:, 2] - boxes[:, 0] + 1
         h_i = boxes[:, 3] - boxes[:, 1] + 1
         points_x = w_i.repeat(5, 1) * points[:5, :] + boxes[:, 0].repeat(5, 1) - 1

@@ -9,7 +9,9 @@ here by ``facelogin.services.recognition.Engine`` from the portal's environment 
 backend, thread settings and detection size as the server; printed with the results), as the batcher
 runs it (``analyze_batch`` of one frame: decode → detect → quality → align → embed, then the vote:
 ``recognition.frame_vote``, classify: search + similarity gate), then the socket's decider (decide), with
-the classifier version the portal serves, loaded from its database. Median and p95 over the frames.
+the classifier version the portal serves, loaded from its database. Median and p95 over the frames;
+then the same frames in batches of 8 through daphne's batch step (``Engine.recognise_batch``, as
+``bench.load``'s ceiling runs it), as CPU per frame: what a frame costs when sockets wait together.
 
 Part 2, end to end, against a real daphne (tests/live.py) on a throw-away portal seeded with
 ``manage.py import_faces`` (5 johns and 12 ORL people, their first photos; throttles lifted, see
@@ -41,6 +43,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from bench.load import ceiling
 from bench.portal import (
     add_portal_options,
     LIVENESS_FRONTAL,
@@ -68,6 +71,7 @@ from bench.portal import (
 )
 
 STAGES = ("decode", "detect", "quality", "align", "embed", "classify", "decide")
+BATCH = 8  # frames per batch step in the batched figure: as bench.load's ceiling (FrameBatcher's batches under load)
 SIZES = {"640x480": (640, 480), "320x240": (320, 240)}
 
 
@@ -110,11 +114,15 @@ def stage_times(engine, model, people: list[Person], labels: dict[str, str], cou
             per_stage[stage].append(timings.get(stage, 0.0))
         faces += timings.get("align", 0.0) > 0
         accepted += vote.label == labels.get(person.number)
+    # The same frames as daphne's batcher takes them when sockets wait together (bench.load's ceiling).
+    engine.recognise_batch([data for _, data in frames[:BATCH]])  # first use of a batch's shapes, untimed
+    batched = ceiling(engine, [data for _, data in frames], BATCH)
     return {
         "size": label,
         "frames": len(frames),
         "frames_with_face": faces,
         "frames_voting_for_their_student": accepted,
+        "batched_cpu_ms_per_frame": batched["cpu_ms_per_frame"],
         "jpeg_kb_median": round(statistics.median(len(d) for _, d in frames) / 1024, 1),
         "median_ms": {s: round(statistics.median(v), 2) for s, v in per_stage.items()},
         "p95_ms": {s: round(percentile(v, 95), 2) for s, v in per_stage.items()},
@@ -221,7 +229,8 @@ def print_stages(rows: list[dict]) -> None:
     for r in rows:
         print(
             f"{r['size']}: {r['frames']} frames (JPEG median {r['jpeg_kb_median']} KB), {r['frames_with_face']} with a face, "
-            f"{r['frames_voting_for_their_student']} voting for their own student"
+            f"{r['frames_voting_for_their_student']} voting for their own student; in batches of {BATCH} "
+            f"(daphne's batch step, analyse + vote): {r['batched_cpu_ms_per_frame']} ms CPU a frame"
         )
 
 

@@ -109,10 +109,6 @@ class Stages:
         return round(sum(b - a for a, b in spans), 3) if spans else None
 
 
-# The face models whose vectors are shorter than the stored 512 columns (embed.spread lays them over).
-NATIVE_DIMS = {"sface": 128}
-
-
 def sealing_the_classifier(*args: Any, **kwargs: Any) -> bool:
     # the version's head (b"classifier") and its parts (b"classifier-part:<version>:<index>")
     return kwargs.get("context", b"").startswith(b"classifier")
@@ -195,6 +191,7 @@ def role_seed(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from bench.gallery import DIM, synthetic_gallery
+    from facelogin.pipeline.embed import SFaceEmbedder
     from facelogin import models
     from facelogin.services import biometrics, classifier_store, training
     from facelogin.services.recognition import model_name
@@ -204,7 +201,7 @@ def role_seed(args: argparse.Namespace) -> None:
     consent_model = getattr(models, "FaceConsent", None)  # consent records, where the app has them
     rng = np.random.default_rng(args.seed)
     name = model_name()
-    dims = args.dims or NATIVE_DIMS.get(name, DIM)
+    dims = args.dims or (SFaceEmbedder.dims if name == "sface" else DIM)  # SFace's are spread over DIM columns
     crop = os.urandom(args.crop_bytes)  # sealed like a crop; its content is never read
     started = time.time()
     with tqdm(total=args.students, desc="seeding students", unit=" students", file=sys.stderr) as bar:

@@ -43,7 +43,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bench.load import ceiling
+from bench.load import MAX_BATCH, ceiling
 from bench.portal import (
     add_portal_options,
     LIVENESS_FRONTAL,
@@ -71,7 +71,6 @@ from bench.portal import (
 )
 
 STAGES = ("decode", "detect", "quality", "align", "embed", "classify", "decide")
-BATCH = 8  # frames per batch step in the batched figure: as bench.load's ceiling (FrameBatcher's batches under load)
 SIZES = {"640x480": (640, 480), "320x240": (320, 240)}
 
 
@@ -115,8 +114,8 @@ def stage_times(engine, model, people: list[Person], labels: dict[str, str], cou
         faces += timings.get("align", 0.0) > 0
         accepted += vote.label == labels.get(person.number)
     # The same frames as daphne's batcher takes them when sockets wait together (bench.load's ceiling).
-    engine.recognise_batch([data for _, data in frames[:BATCH]])  # first use of a batch's shapes, untimed
-    batched = ceiling(engine, [data for _, data in frames], BATCH)
+    engine.recognise_batch([data for _, data in frames[:MAX_BATCH]])  # first use of a batch's shapes, untimed
+    batched = ceiling(engine, [data for _, data in frames], MAX_BATCH)
     return {
         "size": label,
         "frames": len(frames),
@@ -229,7 +228,7 @@ def print_stages(rows: list[dict]) -> None:
     for r in rows:
         print(
             f"{r['size']}: {r['frames']} frames (JPEG median {r['jpeg_kb_median']} KB), {r['frames_with_face']} with a face, "
-            f"{r['frames_voting_for_their_student']} voting for their own student; in batches of {BATCH} "
+            f"{r['frames_voting_for_their_student']} voting for their own student; in batches of {MAX_BATCH} "
             f"(daphne's batch step, analyse + vote): {r['batched_cpu_ms_per_frame']} ms CPU a frame"
         )
 

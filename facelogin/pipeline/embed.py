@@ -331,6 +331,7 @@ class SFaceEmbedder:
     backend = "sface"
     input_size = 112
     alignment = "five_points"
+    dims = 128  # numbers a face, before ``spread``
     RUNTIMES = ("torch", "opencv")
     BATCH = 4  # faces per torch call: 15.5 ms a face at 4, 16.3 at 1 and 19.3 at 8 (activations outgrow the cache)
 
@@ -372,7 +373,7 @@ class SFaceEmbedder:
     def _vectors(self, crops: np.ndarray) -> np.ndarray:
         """(n, 128) unnormalised vectors of (n, 112, 112, 3) uint8 crops."""
         if self.runtime == "opencv":
-            out = np.zeros((len(crops), 128), dtype=np.float32)
+            out = np.zeros((len(crops), self.dims), dtype=np.float32)
             for i, crop in enumerate(crops):  # the quantised graph is built for batch 1
                 self._net.setInput(crop.transpose(2, 0, 1)[None].astype(np.float32))
                 out[i] = self._net.forward().ravel()

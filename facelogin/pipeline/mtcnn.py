@@ -5,8 +5,8 @@ with its own ``interpolate(mode="area")`` call: ~40 calls a 320x240 login frame,
 detection here (the nets themselves took 7.2). Area resampling is torch's adaptive average pool: output
 cell i of n covers input rows floor(i*H/n) .. ceil((i+1)*H/n), and its value is the cell's sum divided
 by the rows, then by the columns, in float32. The pixels are integers, so every sum is exact from one
-integral image whatever the order, and all cells of all crops come out of four numpy gathers with the
-same float32 values bit for bit (tests/pipeline/test_mtcnn.py compares the whole detection with
+integral image whatever the order, and one numba kernel (``_area_kernels``) fills all cells of all crops
+with the same float32 values bit for bit (tests/pipeline/test_mtcnn.py compares the whole detection with
 facenet-pytorch's on real faces). Everything else (the nets, box arithmetic, NMS) is facenet-pytorch's
 own code, called in its order, so the boxes, scores and landmarks are the library's.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 
 def integral_images(images: np.ndarray) -> np.ndarray:
     """(N, H, W, 3) uint8 -> (N, H + 1, W + 1, 3) int32 running sums with a zero first row and column
@@ -79,7 +80,6 @@ def detect_faces(nets: Any, images: np.ndarray, min_face_size: int, thresholds: 
     from facenet_pytorch.models.utils.detect_face import batched_nms_numpy, bbreg, generateBoundingBox, rerec
     from torchvision.ops.boxes import batched_nms
 
-    images = np.ascontiguousarray(images, dtype=np.uint8)
     batch_size, height, width = images.shape[:3]
     sums = integral_images(images)
     every = np.arange(batch_size)
@@ -98,7 +98,7 @@ def detect_faces(nets: Any, images: np.ndarray, min_face_size: int, thresholds: 
     offset = 0
     for scale in scales:
         size = (int(height * scale + 1), int(width * scale + 1))
-        reg, probs = nets.pnet(_net_input(area_resample(sums, every, whole[0], whole[1], whole[2], whole[3], size)))
+        reg, probs = nets.pnet(_net_input(area_resample(sums, every, *whole, size)))
         boxes_scale, inds_scale = generateBoundingBox(reg, probs[:, 1], scale, thresholds[0])
         boxes_list.append(boxes_scale)
         inds_list.append(inds_scale)

@@ -6,8 +6,8 @@ by a batch norm and a PReLU, then a batch norm, a fully connected layer to 128 n
 norm. Every batch norm is folded into the convolution or the fully connected layer before it (or, for the
 one after the last PReLU, into the layer after it), so torch runs 27 convolutions, 27 PReLUs and one
 matrix product. The arithmetic is float32 like OpenCV's, in another order: the vectors agree to rounding
-(tests/pipeline/test_sface.py), and the sign-in decisions were checked equal by bench.accuracy and
-bench.attacks (README, "Speed").
+(tests/pipeline/test_sface.py), and bench.accuracy gave the same decision for every attempt with either
+runtime (README, "Speed").
 
 Why: on this machine's CPU one face took 20.4-20.8 ms in OpenCV's dnn and 16-17 ms here, one thread;
 and unlike OpenCV's graph (built for one face) it takes several faces at once.
@@ -52,6 +52,7 @@ def build(net: Any) -> Any:
     (n, 128) unnormalised vectors. Raises ModelUnavailable unless it gives OpenCV's vector for a probe."""
     import torch
     from torch import nn
+
     scalars = [float(np.asarray(net.getLayer(n).blobs[0]).ravel()[0]) for n in ("scalar_op1", "scalar_op2")]
     if scalars != [MEAN, SCALE]:
         raise errors.ModelUnavailable(f"SFace's input scaling is {scalars}, not (127.5, 1/128).", reason="unreadable")

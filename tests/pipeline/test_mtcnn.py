@@ -95,3 +95,23 @@ def test_a_batch_of_frames_is_facenet_pytorchs_batch_bit_for_bit(mtcnn, faces_di
     assert len(ours) == len(frames)
     for index, found in enumerate(ours):
         assert_same(found, tuple(part[index] for part in theirs))
+
+
+def test_a_candidate_box_wholly_outside_the_image_is_dropped_not_cropped() -> None:
+    """facenet-pytorch skips such a box's crop and then fails on the shapes; here it is dropped."""
+    import torch
+
+    from facelogin.pipeline.mtcnn import _refine
+
+    seen = []
+
+    def net(batch):  # a stand-in for R-Net: every crop scores 0.9, no box correction
+        seen.append(tuple(batch.shape))
+        k = batch.shape[0]
+        return torch.zeros(k, 4), torch.tensor([[0.1, 0.9]] * k)
+
+    image = np.full((1, 100, 120, 3), 90, dtype=np.uint8)
+    boxes = torch.tensor([[10.0, 10.0, 50.0, 50.0, 0.9], [200.0, 10.0, 240.0, 50.0, 0.9]])  # the second beyond x = 120
+    kept, image_inds, corrections, _, _ = _refine(net, integral_images(image), boxes, torch.zeros(2, dtype=torch.int64), (120, 100), 24, 1, 0.7)
+    assert seen == [(1, 3, 24, 24)]  # only the box inside the image was cropped
+    assert kept.tolist() == [[10.0, 10.0, 50.0, 50.0, 0.8999999761581421]] and image_inds.tolist() == [0] and corrections.shape == (1, 4)

@@ -318,7 +318,7 @@ class SFaceEmbedder:
     numbers' own).
 
     ``runtime``: ``"torch"`` (the default) runs the network rebuilt from the same file by
-    ``sface_torch`` (oneDNN: 16-17 ms a face here against OpenCV's 20.4-20.8, and several faces at once);
+    ``sface_torch`` (oneDNN: 10-11 ms a face here against OpenCV's 20.4-20.8, and several faces at once);
     ``"opencv"`` runs the file in OpenCV's dnn, one face at a time. Their vectors agree to rounding
     (cosine >= 0.9999998 on real crops; tests/pipeline/test_sface.py).
 
@@ -333,7 +333,7 @@ class SFaceEmbedder:
     alignment = "five_points"
     dims = 128  # numbers a face, before ``spread``
     RUNTIMES = ("torch", "opencv")
-    BATCH = 4  # faces per torch call: 15.5 ms a face at 4, 16.3 at 1 and 19.3 at 8 (activations outgrow the cache)
+    BATCH = 4  # faces per torch call: 7.8 ms a face at 4, 8.9 at 2, 10-11 at 1 and 8.1 at 8 (activations outgrow the cache)
 
     def __init__(self, model_path: Path, *, threads: int | None = None, runtime: str = "torch") -> None:
         if runtime not in self.RUNTIMES:

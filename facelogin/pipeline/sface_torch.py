@@ -9,8 +9,15 @@ matrix product. The arithmetic is float32 like OpenCV's, in another order: the v
 (tests/pipeline/test_sface.py), and bench.accuracy gave the same decision for every attempt with either
 runtime (README, "Speed").
 
-Why: on this machine's CPU one face took 20.4-20.8 ms in OpenCV's dnn and 16-17 ms here, one thread;
-and unlike OpenCV's graph (built for one face) it takes several faces at once.
+Why: on this machine's CPU one face took 20.4-20.8 ms in OpenCV's dnn and 10-11 ms here, one thread
+(7.8 ms a face in fours); and unlike OpenCV's graph (built for one face) it takes several faces at once.
+
+The convolutions and PReLUs run on oneDNN's own tensors (``torch.utils.mkldnn``), not through
+``nn.Conv2d``: on one thread and fewer than 16 faces torch sends every 1x1 convolution (the thirteen
+pointwise layers, nine tenths of the arithmetic) to its reference path, a GEMM that ran at half of
+oneDNN's speed on this AMD CPU (16.0 -> 10-11 ms a face, 15.2 -> 7.8 in fours). The sums come out in
+another order again, so the vectors move by rounding (< 3e-6); the decisions were compared attempt by
+attempt (README, "Speed").
 """
 
 from __future__ import annotations
@@ -90,18 +97,26 @@ def build(net: Any) -> Any:
     offset = weight @ np.repeat(shift1, weight.shape[1] // shift1.size) + bias.ravel()
     fc.bias.data = torch.from_numpy((offset * scale2 + shift2).astype(np.float32))
 
+    features = nn.Sequential(*layers).eval().to(memory_format=torch.channels_last)
+    onednn = torch.backends.mkldnn.is_available()  # torch builds without oneDNN keep nn.Conv2d
+    if onednn:
+        from torch.utils import mkldnn
+
+        features = mkldnn.to_mkldnn(features)
+
     class SFace(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.features = nn.Sequential(*layers)
+            self.features = features
             self.fc = fc
+            self.onednn = onednn
 
         def forward(self, crops: torch.Tensor) -> torch.Tensor:
-            x = self.features((crops - MEAN) * SCALE)
+            x = (crops - MEAN) * SCALE
+            x = self.features(x.to_mkldnn()).to_dense() if self.onednn else self.features(x)
             return self.fc(x.flatten(1))
 
     model = SFace().eval()
-    model.to(memory_format=torch.channels_last)
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     _check(model, net)

@@ -153,3 +153,36 @@ def test_each_runtime_is_its_own_embedder_and_an_unknown_one_is_refused() -> Non
     assert get_embedder(sface_path()) is torch_one
     with pytest.raises(ValueError, match="unknown SFace runtime"):
         SFaceEmbedder(sface_path(), runtime="tensorflow")
+
+
+def test_the_torch_runtime_runs_its_convolutions_in_onednn_not_torchs_reference_path() -> None:
+    # On one thread (the portal's FACELOGIN_TORCH_THREADS) and few faces torch sends 1x1 convolutions to
+    # a GEMM at half oneDNN's speed here (sface_torch's docstring): the pointwise layers must not reach it.
+    import torch
+    from torch.profiler import profile
+
+    embedder = SFaceEmbedder(sface_path(), runtime="torch")
+    crops = np.random.default_rng(0).integers(0, 256, (2, 112, 112, 3), dtype=np.uint8)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        embedder.embed(crops)
+        with profile() as recorded:
+            embedder.embed(crops)
+    finally:
+        torch.set_num_threads(threads)
+    ops = {event.key for event in recorded.key_averages()}
+    assert "aten::_slow_conv2d_forward" not in ops and "aten::thnn_conv2d" not in ops, sorted(ops)
+    assert torch.backends.mkldnn.is_available()
+
+
+def test_without_onednn_the_torch_runtime_keeps_torchs_convolutions_and_opencvs_vectors(monkeypatch) -> None:
+    import torch
+
+    crops = np.random.default_rng(1).integers(0, 256, (3, 112, 112, 3), dtype=np.uint8)
+    expected = SFaceEmbedder(sface_path(), runtime="opencv").embed(crops)
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    embedder = SFaceEmbedder(sface_path(), runtime="torch")
+    vectors = embedder.embed(crops)
+    assert not embedder._net.onednn
+    assert (vectors * expected).sum(axis=1).min() > 1 - 1e-6

@@ -12,7 +12,7 @@ runtime (README, "Speed").
 Why: on this machine's CPU one face took 20.4-20.8 ms in OpenCV's dnn and 10-11 ms here, one thread
 (7.8 ms a face in fours); and unlike OpenCV's graph (built for one face) it takes several faces at once.
 
-The convolutions and PReLUs run on oneDNN's own tensors (``torch.utils.mkldnn``), not through
+The convolutions and PReLUs run on oneDNN's own tensors (``onednn_features``), not through
 ``nn.Conv2d``: on one thread and fewer than 16 faces torch sends every 1x1 convolution (the thirteen
 pointwise layers, nine tenths of the arithmetic) to its reference path, a GEMM that ran at half of
 oneDNN's speed on this AMD CPU (16.0 -> 10-11 ms a face, 15.2 -> 7.8 in fours). The sums come out in
@@ -97,12 +97,8 @@ def build(net: Any) -> Any:
     offset = weight @ np.repeat(shift1, weight.shape[1] // shift1.size) + bias.ravel()
     fc.bias.data = torch.from_numpy((offset * scale2 + shift2).astype(np.float32))
 
-    features = nn.Sequential(*layers).eval().to(memory_format=torch.channels_last)
     onednn = torch.backends.mkldnn.is_available()  # torch builds without oneDNN keep nn.Conv2d
-    if onednn:
-        from torch.utils import mkldnn
-
-        features = mkldnn.to_mkldnn(features)
+    features = onednn_features(layers) if onednn else nn.Sequential(*layers).eval().to(memory_format=torch.channels_last)
 
     class SFace(nn.Module):
         def __init__(self) -> None:
@@ -121,6 +117,32 @@ def build(net: Any) -> Any:
         parameter.requires_grad_(False)
     _check(model, net)
     return model
+
+
+def onednn_features(layers: list[Any]) -> Any:
+    """The convolutions and PReLUs as oneDNN calls on oneDNN tensors, weights reordered once: what
+    ``torch.utils.mkldnn.to_mkldnn`` builds, without its TorchScript modules (deprecated in torch 2.14)."""
+    import torch
+    from torch import nn
+
+    class Features(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.steps: list[tuple[str, tuple[Any, ...]]] = []
+            for layer in layers:
+                if isinstance(layer, nn.Conv2d):
+                    args = (layer.padding, layer.stride, layer.dilation, layer.groups)
+                    weight = torch._C._nn.mkldnn_reorder_conv2d_weight(layer.weight.detach().contiguous().to_mkldnn(), *args)
+                    self.steps.append(("conv", (weight, layer.bias.detach().to_mkldnn(), *args)))
+                else:
+                    self.steps.append(("prelu", (layer.weight.detach().to_mkldnn(),)))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for kind, params in self.steps:
+                x = torch.mkldnn_convolution(x, *params) if kind == "conv" else torch.prelu(x, *params)
+            return x
+
+    return Features()
 
 
 def _check(model: Any, net: Any) -> None:

@@ -22,11 +22,14 @@ attempt (README, "Speed").
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 
 from . import errors
+
+log = logging.getLogger(__name__)
 
 # (input channels, output channels, stride) of the depthwise-separable pairs conv_2 .. conv_14.
 PAIRS = ((32, 64, 1), (64, 128, 2), (128, 128, 1), (128, 256, 2), (256, 256, 1), (256, 512, 2), *((512, 512, 1),) * 5, (512, 1024, 2), (1024, 1024, 1))
@@ -97,8 +100,23 @@ def build(net: Any) -> Any:
     offset = weight @ np.repeat(shift1, weight.shape[1] // shift1.size) + bias.ravel()
     fc.bias.data = torch.from_numpy((offset * scale2 + shift2).astype(np.float32))
 
-    onednn = torch.backends.mkldnn.is_available()  # torch builds without oneDNN keep nn.Conv2d
-    features = onednn_features(layers) if onednn else nn.Sequential(*layers).eval().to(memory_format=torch.channels_last)
+    if torch.backends.mkldnn.is_available():
+        try:
+            model = _assemble(onednn_features(layers), fc, onednn=True)
+            _check(model, net)
+            return model
+        except (RuntimeError, errors.ModelUnavailable) as exc:
+            # A torch build or CPU where oneDNN's calls fail or disagree: torch's own layers, slower.
+            log.warning("SFace's layers on oneDNN are unusable here (%s); running them as torch modules", exc)
+    model = _assemble(nn.Sequential(*layers).to(memory_format=torch.channels_last), fc, onednn=False)
+    _check(model, net)
+    return model
+
+
+def _assemble(features: Any, fc: Any, *, onednn: bool) -> Any:
+    """The whole network: the input scaling, ``features`` (on oneDNN tensors when ``onednn``), ``fc``."""
+    import torch
+    from torch import nn
 
     class SFace(nn.Module):
         def __init__(self) -> None:
@@ -115,7 +133,6 @@ def build(net: Any) -> Any:
     model = SFace().eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    _check(model, net)
     return model
 
 

@@ -186,3 +186,19 @@ def test_without_onednn_the_torch_runtime_keeps_torchs_convolutions_and_opencvs_
     vectors = embedder.embed(crops)
     assert not embedder._net.onednn
     assert (vectors * expected).sum(axis=1).min() > 1 - 1e-6
+
+
+def test_when_onednns_calls_fail_the_torch_runtime_falls_back_to_torchs_layers(monkeypatch, caplog) -> None:
+    from facelogin.pipeline import sface_torch
+
+    def broken(layers):
+        raise RuntimeError("mkldnn_convolution: unsupported on this CPU")  # as an exotic torch build might
+
+    monkeypatch.setattr(sface_torch, "onednn_features", broken)
+    crops = np.random.default_rng(2).integers(0, 256, (2, 112, 112, 3), dtype=np.uint8)
+    embedder = SFaceEmbedder(sface_path(), runtime="torch")
+    vectors = embedder.embed(crops)
+    assert not embedder._net.onednn
+    assert "unusable here" in caplog.text
+    expected = SFaceEmbedder(sface_path(), runtime="opencv").embed(crops)
+    assert (vectors * expected).sum(axis=1).min() > 1 - 1e-6

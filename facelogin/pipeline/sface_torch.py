@@ -143,7 +143,9 @@ def onednn_features(layers: list[Any]) -> Any:
     from torch import nn
 
     class Features(nn.Module):
-        def __init__(self) -> None:
+        # The layers come in as an argument, not from the enclosing scope: a closure would keep the
+        # dense weights alive beside their oneDNN copies for the life of the model.
+        def __init__(self, layers: list[Any]) -> None:
             super().__init__()
             self.steps: list[tuple[str, tuple[Any, ...]]] = []
             for layer in layers:
@@ -159,7 +161,7 @@ def onednn_features(layers: list[Any]) -> Any:
                 x = torch.mkldnn_convolution(x, *params) if kind == "conv" else torch.prelu(x, *params)
             return x
 
-    return Features()
+    return Features(layers)
 
 
 def _check(model: Any, net: Any) -> None:

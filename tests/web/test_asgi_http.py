@@ -250,3 +250,21 @@ async def test_a_streaming_response_is_streamed_and_closed(test_urls) -> None:
     assert sent[0]["status"] == 200
     assert b"".join(m.get("body", b"") for m in sent[1:]) == b"012"
     assert closed == [True]  # response.close() ran once, after the body went out
+
+
+async def test_the_admin_body_cap_follows_the_urlconf_and_script_prefix_although_the_prefix_is_remembered(settings) -> None:
+    from django.urls import set_script_prefix
+
+    from portal.asgi_http import body_limit
+
+    settings.MAX_BODY_BYTES, settings.MAX_ADMIN_BODY_BYTES = 1000, 5000
+    assert body_limit("/admin/facelogin/student/add/") == 5000 and body_limit("/login/face/") == 1000
+    settings.ROOT_URLCONF = "tests.web.asgi_urls"  # no admin there: "/admin/" is the fallback
+    assert body_limit("/admin/x/") == 5000
+    settings.ROOT_URLCONF = "tests.web.admin_elsewhere_urls"
+    assert body_limit("/staff/facelogin/") == 5000 and body_limit("/admin/x/") == 1000
+    set_script_prefix("/portal/")  # served under a path: reverse() includes it
+    try:
+        assert body_limit("/portal/staff/facelogin/") == 5000 and body_limit("/staff/facelogin/") == 1000
+    finally:
+        set_script_prefix("/")

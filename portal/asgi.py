@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 
+from portal import autobahn_logging
 from portal.asgi_http import get_sync_stack_asgi_application, install_daphne_body_limit
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 # Django must be set up before anything imports models (the consumers do).
 django_asgi_app = get_sync_stack_asgi_application()
 install_daphne_body_limit()  # daphne imports this module before it listens
+autobahn_logging.install()  # debug lines' arguments built only when a debug line is written
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.sessions import SessionMiddlewareStack  # noqa: E402

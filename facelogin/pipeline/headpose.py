@@ -88,7 +88,10 @@ def homography(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     rows[0::2, 6:8], rows[0::2, 8] = b[:, :1] * a, b[:, 0]
     rows[1::2, 3:5], rows[1::2, 5] = -a, -1
     rows[1::2, 6:8], rows[1::2, 8] = b[:, 1:] * a, b[:, 1]
-    _, _, vt = np.linalg.svd(rows)
+    # Only V's last row is used. For a mesh (936 rows) the full U was 936x936: 5 ms of the event loop a
+    # frame, against 0.07 ms without it, and the same V bit for bit. Four points give fewer rows than
+    # columns, and then only the full V holds the null vector.
+    _, _, vt = np.linalg.svd(rows, full_matrices=rows.shape[0] < rows.shape[1])
     h = np.linalg.inv(tt) @ vt[-1].reshape(3, 3) @ ts
     return h / h[2, 2]
 

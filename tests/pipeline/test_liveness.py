@@ -416,3 +416,33 @@ def test_the_mesh_finds_no_face_in_noise(face_mesh):
     noise = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
     box = Face(box=(200.0, 120.0, 440.0, 400.0), probability=0.9, landmarks=((270.0, 220.0), (370.0, 220.0), (320.0, 280.0), (280.0, 340.0), (360.0, 340.0)))
     assert FaceMesher().mesh(noise, box) is None
+
+
+def test_the_homography_is_the_full_svd_s_bit_for_bit_without_its_square_u(face_mesh, monkeypatch):
+    # The fit needs only V; a full SVD of a mesh's 936 equations also built a 936x936 U (5 ms a frame
+    # on daphne's event loop). Its V, and so the homography, must not change by a bit.
+    real_svd = np.linalg.svd
+    u_shapes = []
+
+    def full(a, full_matrices=True, **kwargs):
+        return real_svd(a, full_matrices=True, **kwargs)
+
+    def recorded(a, full_matrices=True, **kwargs):
+        result = real_svd(a, full_matrices=full_matrices, **kwargs)
+        u_shapes.append(result[0].shape)
+        return result
+
+    base = face_mesh[:, :2]
+    pairs = [(base, turned(face_mesh, yaw)[:, :2]) for yaw in (-25, -8, 0, 12, 30)]
+    pairs += [(base, flat(face_mesh, degrees)[:, :2]) for degrees in (-45, 20, 50)]
+    corners = np.array([[0.0, 0.0], [640.0, 0.0], [640.0, 480.0], [0.0, 480.0]])
+    pairs.append((corners, corners * 0.9 + [12.0, -7.0] + [[0, 0], [5, 3], [-4, 8], [2, -6]]))  # bench.actors' four points
+    for source, target in pairs:
+        monkeypatch.setattr(np.linalg, "svd", full)
+        reference = headpose.homography(source, target)
+        monkeypatch.setattr(np.linalg, "svd", recorded)
+        assert np.array_equal(headpose.homography(source, target), reference)
+    assert u_shapes[0] == (936, 9) and all(rows <= 936 and columns <= 9 for rows, columns in u_shapes)
+    four = headpose.homography(*pairs[-1])
+    mapped = np.c_[corners, np.ones(4)] @ four.T
+    assert np.allclose(mapped[:, :2] / mapped[:, 2:], pairs[-1][1], atol=1e-6)  # four points: an exact fit

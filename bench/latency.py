@@ -161,9 +161,20 @@ async def sign_ins(
     return first, done, bare_cpus
 
 
+def measured_pairs(runs: list[SignIn], bare: list[float]) -> list[tuple[SignIn, float]]:
+    """(sign-in, bare CPU of its frames) for the sign-ins that succeeded and were measured."""
+    return [(r, b) for r, b in zip(runs, bare, strict=True) if r.ok and b > 0]
+
+
+def websocket_ratio_of_sums(pairs: list[tuple[SignIn, float]]) -> float | None:
+    """daphne's CPU up to the websocket's close over the bare pipeline's, summed over the sign-ins (the
+    10 ms ticks of daphne's CPU clock blur a single sign-in's ratio)."""
+    return sum(r.cpu["websocket"] for r, _ in pairs) / sum(b for _, b in pairs) if pairs else None
+
+
 def summarise(mode: str, first: SignIn, runs: list[SignIn], bare: list[float]) -> dict:
     ok = [r for r in runs if r.ok]
-    pairs = [(r, b) for r, b in zip(runs, bare, strict=True) if r.ok and b > 0]
+    pairs = measured_pairs(runs, bare)
     ws_ratio = [r.cpu["websocket"] / b for r, b in pairs]
     total_ratio = [r.cpu["total"] / b for r, b in pairs]
     times = [r.first_frame_to_ticket_s for r in ok]
@@ -189,7 +200,7 @@ def summarise(mode: str, first: SignIn, runs: list[SignIn], bare: list[float]) -
         "cpu_ratio": {
             "websocket_median": med(ws_ratio),
             "total_median": med(total_ratio),
-            "websocket_sum": sum(r.cpu["websocket"] for r, _ in pairs) / sum(b for _, b in pairs) if pairs else None,
+            "websocket_sum": websocket_ratio_of_sums(pairs),
         },
         "first_sign_in_after_start": {
             "outcome": first.outcome,
@@ -238,11 +249,9 @@ def run_mode(portal, mode: str, liveness: bool, count: int, make_source, engine,
     # nothing between them (the model's weights stay in the CPU's caches; daphne's did not).
     warm = [bare_cpu(engine, model, r.analysed) if r.ok else 0.0 for r in runs]
     row = summarise(mode, first, runs, bare)
-    ok = [(r, b) for r, b in zip(runs, warm, strict=True) if r.ok and b > 0]
-    row["cpu_ratio"]["websocket_sum_bare_back_to_back"] = (
-        sum(r.cpu["websocket"] for r, _ in ok) / sum(b for _, b in ok) if ok else None
-    )
-    row["bare_back_to_back_cpu_s_median"] = statistics.median(b for _, b in ok) if ok else None
+    warm_pairs = measured_pairs(runs, warm)
+    row["cpu_ratio"]["websocket_sum_bare_back_to_back"] = websocket_ratio_of_sums(warm_pairs)
+    row["bare_back_to_back_cpu_s_median"] = statistics.median(b for _, b in warm_pairs) if warm_pairs else None
     row["settings"] = overrides
     row["server_idle_cpu_per_s"] = round(idle, 4)
     return row

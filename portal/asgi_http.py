@@ -41,13 +41,13 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 
+from django import urls
 from django.conf import settings
 from django.core import signals
-from django.dispatch import receiver
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.dispatch import receiver
 from django.http import FileResponse, HttpResponse, HttpResponseBase
-from django import urls
 from django.urls import reverse, set_script_prefix
 
 logger = logging.getLogger("portal.http")

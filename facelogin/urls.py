@@ -16,4 +16,5 @@ urlpatterns = [
     path("apps/<int:consent_id>/revoke/", views.campus_app_revoke, name="campus_app_revoke"),
     path("logout/", views.SignOutView.as_view(), name="logout"),
     path("healthz/", views.healthz, name="healthz"),
+    path("metrics/", views.metrics, name="metrics"),
 ]

@@ -10,17 +10,17 @@ from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import ensure_csrf_cookie
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 from django.utils.translation import gettext_lazy as _
 
 from facelogin.auth import student_of
 from facelogin.models import FaceConsent, SignIn
-from facelogin.services import consent, devices, sso
+from facelogin.services import consent, devices, operations, sso
 from facelogin.services.auth_context import FACE, PWD, SID_SESSION_KEY, auth_event_record
 from facelogin.services.enrolment import face_ready
 from facelogin.services.faceflow import claim_forget, claim_store, face_page_context, safe_next
@@ -325,6 +325,19 @@ def report_not_me(request: HttpRequest, sign_in_id: int) -> HttpResponse:
 
 class SignOutView(auth_views.LogoutView):
     pass
+
+
+@never_cache
+@require_safe
+def metrics(request: HttpRequest) -> HttpResponse:
+    """This process's figures for the operations team's monitoring (facelogin.services.operations)."""
+    if not operations.metrics_enabled():
+        raise Http404
+    if not operations.scrape_allowed(request.headers.get("Authorization", "")):
+        response = HttpResponse("A bearer token is needed.\n", status=401, content_type="text/plain; charset=utf-8")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    return HttpResponse(operations.metrics_text(), content_type=operations.CONTENT_TYPE)
 
 
 @never_cache

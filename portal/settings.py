@@ -284,6 +284,14 @@ def _classifier_part_mb() -> int:
     return part_mb
 
 
+def _metrics_token() -> str:
+    """/metrics/ is off unless a bearer token is set; a short one would be guessable from outside."""
+    token = (env("FACELOGIN_METRICS_TOKEN") or "").strip()
+    if token and len(token) < 24:
+        raise ImproperlyConfigured("FACELOGIN_METRICS_TOKEN must be at least 24 characters (e.g. `openssl rand -hex 24`)")
+    return token
+
+
 FACELOGIN = {
     "SIGNIN_STATUSES": env_list("FACELOGIN_SIGNIN_STATUSES", "enrolled"),
     "MODEL": env_choice("FACELOGIN_MODEL", DEFAULT_MODEL, MODELS),
@@ -357,6 +365,8 @@ FACELOGIN = {
     "CLASSIFIER_PART_BYTES": _classifier_part_mb() * 1024 * 1024,
     "MODEL_REFRESH_SECONDS": env_float("FACELOGIN_MODEL_REFRESH_SECONDS", 2.0),
     "KEEP_ORIGINALS": env_bool("FACELOGIN_KEEP_ORIGINALS", False),
+    # The operations team's /metrics/ (Prometheus text format): off unless set; answers only this bearer token.
+    "METRICS_TOKEN": _metrics_token(),
     # Active liveness (two head turns at random moments, judged from the dense face mesh, with the
     # screen's colours reflected by the face). Off only by this explicit switch; the admin and the
     # sign-in page then show a warning.

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -60,9 +61,11 @@ class FrameBatcher:
         self._waiting = 0
         self._condition = threading.Condition()
         self._started = False
-        self.batches = 0  # counters for benchmarks and tests
+        # Counters for monitoring (facelogin.services.operations), benchmarks and tests.
+        self.batches = 0
         self.frames = 0
         self.refused = 0
+        self.busy_seconds = 0.0  # wall time the workers spent analysing: its rate over threads is how full they are
 
     def _start(self) -> None:
         with self._condition:
@@ -92,6 +95,14 @@ class FrameBatcher:
     def waiting(self) -> int:
         return self._waiting
 
+    @property
+    def threads(self) -> int:
+        return self._threads
+
+    @property
+    def max_waiting(self) -> int:
+        return self._max_waiting
+
     def _take(self) -> list[_Job]:
         """Up to ``max_batch`` frames, one per key in turn; waits until there is one."""
         with self._condition:
@@ -114,13 +125,16 @@ class FrameBatcher:
     def _serve(self) -> None:
         while True:
             jobs = self._take()
+            started = time.perf_counter()
             try:
                 results: Sequence[Any] = self._analyze_batch([job.data for job in jobs])
             except Exception as exc:  # a bug or a model failure: every waiting frame learns of it
                 logger.exception("frame batch failed")
                 results = [exc] * len(jobs)
-            self.batches += 1
-            self.frames += len(jobs)
+            with self._condition:  # several workers may finish at once
+                self.busy_seconds += time.perf_counter() - started
+                self.batches += 1
+                self.frames += len(jobs)
             for job, result in zip(jobs, results, strict=True):
                 try:
                     job.loop.call_soon_threadsafe(_settle, job.future, result)

@@ -24,7 +24,7 @@ from facelogin.pipeline.errors import ImageError, PipelineError
 from facelogin.pipeline.liveness import FAILED as LIVENESS_FAILED
 from facelogin.pipeline.liveness import LivenessCheck, random_challenge
 from facelogin.pipeline.pad import pad_verdict
-from facelogin.services import audit, drift, recognition, throttle
+from facelogin.services import audit, drift, operations, recognition, throttle
 from facelogin.services.tickets import ticket_issue
 
 logger = logging.getLogger(__name__)
@@ -326,6 +326,8 @@ class FaceAttempt:
         await database_sync_to_async(self._record)(outcome, reason=reason)
 
     def _record(self, outcome: str, *, student: Student | None = None, reason: str = "") -> None:
+        seconds = time.monotonic() - self.started
+        operations.attempt_ended(outcome=outcome, reason=reason, seconds=seconds)
         audit.face_attempt_record(
             outcome=outcome,
             reason=reason,
@@ -335,7 +337,7 @@ class FaceAttempt:
             frames=self.frames,
             scores={**self.last_scores, "claimed": self.claim} if self.claim else self.last_scores,
             challenge=self._challenge_report(),
-            seconds=time.monotonic() - self.started,
+            seconds=seconds,
             frame_reasons=self.frame_reasons,
         )
 

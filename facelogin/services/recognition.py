@@ -161,6 +161,10 @@ class Engine:
     def forget_model(self) -> None:
         self._checked_at = float("-inf")
 
+    def loaded_model(self):
+        """(version id, TrainedModel) this process decides with now, without a database trip; (None, None)."""
+        return self._version_id, self._model
+
     def _refresh(self) -> None:
         from django.db import close_old_connections
 
@@ -191,6 +195,11 @@ async def engine_async() -> Engine | None:
     except ModelUnavailable:
         logger.exception("face model unavailable")
         return None
+
+
+def loaded_engine() -> Engine | None:
+    """The engine if this process has built it (never builds one: for monitoring)."""
+    return _engine
 
 
 _ready = threading.Event()

@@ -143,6 +143,12 @@ def connection_open(*, ip: str | None) -> bool:
         return True
 
 
+def open_connections() -> int:
+    """Sign-in sockets open in this process (those from a known address: every real connection has one)."""
+    with _open_sockets_lock:
+        return sum(_open_sockets.values())
+
+
 def connection_closed(*, ip: str | None) -> None:
     if not ip:
         return

@@ -28,7 +28,7 @@ from tests.integration.conftest import (
     face_sign_in,
     three_johns,
 )
-from tests.live import DaphneProcess, free_port, manage, portal_env, wait_until
+from tests.live import DaphneProcess, free_port, manage, portal_env, scrape_metrics, wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -70,6 +70,7 @@ class Enrolment:
     broker_queue_length: int = 0  # messages waiting in Redis for a worker
     without_worker: list[dict] = field(default_factory=list)  # photo rows, a while later, still no worker
     versions_without_worker: list[dict] = field(default_factory=list)
+    metrics_without_worker: dict = field(default_factory=dict)  # daphne's /metrics/ meanwhile
     worker: CeleryWorker | None = None
     worker_seconds: float = 0.0  # from starting the worker to the new classifier being active
 
@@ -89,6 +90,7 @@ def enrolled(portal: Portal, celery_worker) -> Enrolment:
     time.sleep(3)  # well past the 1 s retrain debounce: in-process (eager) tasks would have run by now
     seen.without_worker = portal.db.photos()
     seen.versions_without_worker = portal.db.versions()
+    seen.metrics_without_worker = scrape_metrics(portal.daphne.url, SETTINGS["FACELOGIN_METRICS_TOKEN"])
 
     started = time.monotonic()
     seen.worker = celery_worker(portal.env, name="w1")
@@ -110,6 +112,10 @@ def test_admin_uploads_are_enrolled_by_the_worker_and_the_student_signs_in_by_we
     assert enrolled.broker_queue_length >= 18  # 18 photo tasks (+ the debounced retrains)
     assert {p["state"] for p in enrolled.without_worker} == {"queued"}, enrolled.without_worker
     assert enrolled.versions_without_worker == []
+    # The operations team's monitoring sees the backlog, and how long the oldest photo has waited.
+    waiting = enrolled.metrics_without_worker
+    assert waiting[("facelogin_enrolment_photos_waiting", (("state", "queued"),))] == 18
+    assert waiting[("facelogin_enrolment_oldest_waiting_seconds", ())] >= 3
 
     # ... and the worker did the work: every photo accepted exactly once.
     photos = portal.db.photos()
@@ -146,6 +152,17 @@ def test_admin_uploads_are_enrolled_by_the_worker_and_the_student_signs_in_by_we
         (person.number,),
     )
     assert sign_ins == [{"method": "face"}]
+
+    # ... and so does the operations team's monitoring of this daphne: the backlog gone, one student
+    # recognised, the frames analysed, the version the worker trained loaded.
+    metrics = scrape_metrics(portal.daphne.url, SETTINGS["FACELOGIN_METRICS_TOKEN"])
+    assert metrics[("facelogin_enrolment_photos_waiting", (("state", "queued"),))] == 0
+    assert metrics[("facelogin_enrolment_oldest_waiting_seconds", ())] == 0
+    assert metrics[("facelogin_face_attempts_total", (("result", "recognised"),))] == 1
+    assert metrics[("facelogin_face_sign_in_seconds_count", ())] == 1
+    assert metrics[("facelogin_frames_analysed_total", ())] >= 3
+    assert metrics[("facelogin_classifier_version", ())] == active["id"]
+    assert metrics[("facelogin_classifier_students", ())] == 3
 
 
 def test_a_face_sign_in_socket_stays_open_while_the_student_gets_ready(portal, enrolled):

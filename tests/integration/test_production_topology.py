@@ -14,7 +14,7 @@ import pytest
 
 from tests import faces
 from tests.integration.conftest import PROCESS_SETTINGS, AdminSession, Database, create_people, face_sign_in, three_johns
-from tests.live import manage, portal_env, wait_until
+from tests.live import manage, portal_env, scrape_metrics, wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]
 
@@ -104,4 +104,16 @@ def test_a_retrain_started_from_daphne_2_signs_students_in_through_daphne_1_with
     )
     assert sign_ins == [{"method": "face"}]
     assert worker.alive()
+
+    # Each daphne keeps its own figures for the operations team: daphne 1 judged both attempts and
+    # analysed the frames with the retrained version; daphne 2 judged nothing.
+    token = SETTINGS["FACELOGIN_METRICS_TOKEN"]
+    served, idle = scrape_metrics(first.url, token), scrape_metrics(second.url, token)
+    assert served[("facelogin_face_attempts_total", (("result", "unavailable"),))] == 1
+    assert served[("facelogin_face_attempts_total", (("result", "recognised"),))] == 1
+    assert served[("facelogin_frames_analysed_total", ())] >= 3
+    assert sum(v for (name, _), v in idle.items() if name == "facelogin_face_attempts_total") == 0
+    assert idle.get(("facelogin_frames_analysed_total", ()), 0) == 0
+    assert served[("facelogin_classifier_version", ())] == retrained["id"]
+    assert served[("facelogin_enrolment_photos_waiting", (("state", "queued"),))] == 0
     print("\n" + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()))

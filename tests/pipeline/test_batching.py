@@ -94,3 +94,19 @@ async def test_a_frame_whose_caller_has_gone_is_not_analysed():
     assert await asyncio.wait_for(stays, 10) == b"seen:stays"
     await first
     assert all(b"gone" not in batch for batch in held.batches)
+
+
+async def test_the_counters_say_how_many_frames_in_how_many_batches_and_how_long_the_workers_were_busy():
+    """What /metrics/ reports (facelogin.services.operations): the busy seconds are the batches' wall time."""
+
+    def slow(frames):
+        threading.Event().wait(0.05)
+        return list(frames)
+
+    batcher = FrameBatcher(slow, max_batch=2, max_waiting=7)
+    assert (batcher.threads, batcher.max_waiting, batcher.frames, batcher.batches, batcher.busy_seconds) == (1, 7, 0, 0, 0.0)
+    await asyncio.wait_for(asyncio.gather(*(batcher.analyze(b"f%d" % i, key=str(i)) for i in range(4))), 10)
+    assert batcher.frames == 4
+    assert 2 <= batcher.batches <= 4  # the first frame may be taken alone, before the others arrive
+    assert 0.05 * batcher.batches <= batcher.busy_seconds < 0.05 * batcher.batches + 1.0
+    assert batcher.waiting == 0

@@ -510,3 +510,55 @@ async def test_an_attempt_records_how_long_it_took_and_what_became_of_each_frame
     recognised = await database_sync_to_async(FaceAttempt.objects.get)(outcome="ticket_issued")
     assert recognised.seconds is not None and recognised.seconds > 0
     assert recognised.frame_reasons.get("vote", 0) >= 3
+
+
+async def test_the_operations_metrics_count_the_socket_the_frames_and_the_result(enrolled, settings):
+    """/metrics/ (facelogin.services.operations) as the socket works: figures are per process, so deltas."""
+    from facelogin.models import ClassifierVersion
+
+    token = "consumer-test-metrics-token-4417"
+    settings.FACELOGIN = {**settings.FACELOGIN, "METRICS_TOKEN": token}
+
+    def scrape() -> dict:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        response = Client().get("/metrics/", HTTP_AUTHORIZATION=f"Bearer {token}")
+        assert response.status_code == 200
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(response.content.decode())
+            for s in family.samples
+        }
+
+    recognised = ("facelogin_face_attempts_total", (("result", "recognised"),))
+    not_recognised = ("facelogin_face_attempts_total", (("result", "not_recognised"),))
+    before = await database_sync_to_async(scrape)()
+
+    _, headers = await database_sync_to_async(_session_cookie)()
+    communicator = WebsocketCommunicator(application, "/" + protocol.WEBSOCKET_PATH, headers=headers)
+    communicator.scope["client"] = ("192.0.2.44", 50000)  # as daphne gives it: sockets are counted per address
+    assert (await communicator.connect(timeout=30))[0]
+    during = await database_sync_to_async(scrape)()
+    assert during[("facelogin_sign_in_sockets_open", ())] == before[("facelogin_sign_in_sockets_open", ())] + 1
+    answers = await _sign_in_with(communicator, [faces.webcam_frame(p) for p in faces.held_out_photos(faces.johns()[0])])
+    assert answers[-1]["type"] == "success"
+    await communicator.receive_output(timeout=5)
+    await communicator.disconnect()
+
+    stranger = await _connect()
+    failed = await _sign_in_with(stranger, [faces.webcam_frame(p, shift=s) for p in faces.photos_of(faces.johns()[4]) for s in (0, 8)])
+    assert failed[-1] == {"type": "failed", "reason": "not_recognised"}, failed[-1]
+
+    after = await database_sync_to_async(scrape)()
+    assert after[recognised] == before[recognised] + 1
+    assert after[not_recognised] == before[not_recognised] + 1
+    assert after[("facelogin_face_sign_in_seconds_count", ())] == before[("facelogin_face_sign_in_seconds_count", ())] + 1
+    analysed = len(answers) + len(failed)  # every frame answered was analysed (none refused here)
+    assert after[("facelogin_frames_analysed_total", ())] - before.get(("facelogin_frames_analysed_total", ()), 0) == analysed
+    assert after[("facelogin_frame_batches_total", ())] > before.get(("facelogin_frame_batches_total", ()), 0)
+    assert after[("facelogin_analyser_busy_seconds_total", ())] > before.get(("facelogin_analyser_busy_seconds_total", ()), 0)
+    assert after[("facelogin_sign_in_sockets_open", ())] == before[("facelogin_sign_in_sockets_open", ())]
+    active = await database_sync_to_async(ClassifierVersion.objects.get)(is_active=True)
+    assert after[("facelogin_classifier_version", ())] == active.pk
+    assert after[("facelogin_classifier_students", ())] == active.gallery_students
+    assert after[("facelogin_classifier_embeddings", ())] == active.gallery_embeddings

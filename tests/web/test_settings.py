@@ -107,3 +107,11 @@ def test_the_detector_kernels_are_cached_where_numba_cache_dir_says(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "0"
     assert list((tmp_path / "cache").rglob("*.nbi")), "numba wrote no cache index where it was told"
+
+
+def test_a_short_metrics_token_is_refused_and_a_long_one_may_come_from_a_file(tmp_path):
+    result = _run_django(["check"], DJANGO_SECRET_KEY="x" * 60, FACELOGIN_METRICS_TOKEN="guessable")
+    assert result.returncode != 0 and "FACELOGIN_METRICS_TOKEN must be at least 24 characters" in result.stderr
+    token_file = tmp_path / "metrics-token"
+    token_file.write_text("m" * 32 + "\n")
+    assert _run_django(["check"], DJANGO_SECRET_KEY="x" * 60, FACELOGIN_METRICS_TOKEN_FILE=str(token_file)).returncode == 0

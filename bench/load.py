@@ -28,6 +28,9 @@ running its batch step ``recognise_batch`` (analyse, then vote) in batches of mi
 many threads as ``FrameBatcher`` has, on the frames the clients send first, before and after the clients (the machine is shared; its load drifts);
 served frames/s is reported as a ratio of the mean. Server threads are read from ``/proc/<pid>/task/*/schedstat``: time on
 a CPU, time runnable but waiting for one (other processes), and the rest (blocked: nothing to do).
+Beside its own counts, the run reads each daphne's ``/metrics/`` before and after the clients and prints
+what the operations team's monitoring counted (frames analysed and refused, attempts by result, the
+analyser's busy share): the two must agree.
 
 ``--servers K`` (default 1) runs the production topology: K daphne processes on the same seeded
 portal (same data directory, SQLite database and environment; each on its own port; sign-in needs no
@@ -62,6 +65,7 @@ from tqdm import tqdm
 
 from bench.portal import (
     add_portal_options,
+    BENCH_SETTINGS,
     RESULTS,
     FrameSource,
     SignIn,
@@ -83,7 +87,7 @@ from bench.portal import (
     thread_sched,
     write_json,
 )
-from tests.live import REPO, DaphneProcess, python_executable, wait_until
+from tests.live import REPO, DaphneProcess, python_executable, scrape_metrics, wait_until
 
 MAX_BATCH = 8  # facelogin.pipeline.batching.FrameBatcher's default max_batch
 
@@ -315,6 +319,44 @@ def combined_batches(parts: list[dict]) -> dict:
     }
 
 
+def scrape_all(urls: list[str], token: str) -> list[dict]:
+    return [scrape_metrics(url, token) for url in urls]
+
+
+def monitoring_seen(urls: list[str], before: list[dict], after: list[dict], window_s: float) -> dict:
+    """What each daphne's /metrics/ counted between two scrapes (before and after the clients): set
+    beside the benchmark's own counts, it shows whether the operations team's figures tell the truth."""
+
+    def change(k: int, name: str, labels: tuple = ()) -> float:
+        return after[k].get((name, labels), 0.0) - before[k].get((name, labels), 0.0)
+
+    servers = []
+    for k, url in enumerate(urls):
+        results = sorted({labels for name, labels in after[k] if name == "facelogin_face_attempts_total"})
+        attempts = {dict(labels)["result"]: int(change(k, "facelogin_face_attempts_total", labels)) for labels in results}
+        servers.append(
+            {
+                "url": url,
+                "frames_analysed": int(change(k, "facelogin_frames_analysed_total")),
+                "frames_refused": int(change(k, "facelogin_frames_refused_total")),
+                "batches": int(change(k, "facelogin_frame_batches_total")),
+                "attempts": {result: n for result, n in attempts.items() if n},
+                "recognised_timed": int(change(k, "facelogin_face_sign_in_seconds_count")),
+                # wall time analysing, so it includes time the thread waited for a CPU
+                "analyser_busy_share": round(change(k, "facelogin_analyser_busy_seconds_total") / window_s, 3) if window_s > 0 else None,
+            }
+        )
+    attempts: collections.Counter = collections.Counter()
+    for server in servers:
+        attempts.update(server["attempts"])
+    return {
+        "frames_analysed": sum(s["frames_analysed"] for s in servers),
+        "frames_refused": sum(s["frames_refused"] for s in servers),
+        "attempts": dict(attempts),
+        "per_server": servers,
+    }
+
+
 def summarise(results: list[SignIn], started: float, ended: float) -> dict:
     ok = [r for r in results if r.ok]
     to_ticket = [r.first_frame_to_ticket_s for r in ok]
@@ -367,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--clients must be at least 1")
     json_path = args.json or RESULTS / (f"load-{args.clients}.json" if args.servers == 1 else f"load-{args.clients}-s{args.servers}.json")
     overrides = {**parse_env(args.server_env), "FACELOGIN_LIVENESS": "0"}
+    token = overrides.get("FACELOGIN_METRICS_TOKEN") or BENCH_SETTINGS["FACELOGIN_METRICS_TOKEN"]
     load_before = machine_load()
 
     # One enrolled student per client while they last; beyond that a client is a second device of a student
@@ -397,9 +440,12 @@ def main(argv: list[str] | None = None) -> int:
                 threads = engine_info["FACELOGIN_RECOGNITION_THREADS"]
                 before = ceiling(engine, first_frames, batch, threads)
                 pid = daphne.process.pid
+                urls = [daphne.url]
+                scraped0 = scrape_all(urls, token)
                 cpu0, threads0 = cpu_seconds(pid), thread_sched(pid)
                 results, started, per_client = asyncio.run(run_clients(daphne.url, sources, args.rounds, args.duration, args.timeout))
                 cpu1, threads1 = cpu_seconds(pid), thread_sched(pid)
+                scraped1 = scrape_all(urls, token)
                 after = ceiling(engine, first_frames, batch, threads)
         else:
             # K daphnes on one portal; the ceiling is K bare pipelines at once in K processes, while the
@@ -412,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
                     engine_info = workers.infos[0]
                     before = workers.run()
                     pids = [d.process.pid for d in servers]
+                    scraped0 = scrape_all([d.url for d in servers], token)
                     cpu0s, sched0s = [cpu_seconds(p) for p in pids], [thread_sched(p) for p in pids]
                     machine0, bench0 = machine_cpu(), time.process_time()
                     results, started, per_client = asyncio.run(
@@ -419,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     cpu1s, sched1s = [cpu_seconds(p) for p in pids], [thread_sched(p) for p in pids]
                     machine1, bench1 = machine_cpu(), time.process_time()
+                    scraped1 = scrape_all([d.url for d in servers], token)
                     after = workers.run()
                 finally:
                     workers.close()
@@ -440,6 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     row["frames_per_s"] = round(row["frames_analysed"] / row["window_s"], 2) if row["window_s"] else None
     row["ceiling"] = top
     row["ratio_to_ceiling"] = round(row["frames_per_s"] / top["frames_per_s"], 3) if row["frames_per_s"] else None
+    row["monitoring"] = monitoring_seen(urls, scraped0, scraped1, last - started)
     # The same while every client was signing in: the whole window above also holds the ramp-up (clients
     # loading the page) and the drain (the last few clients alone), when a server cannot be full.
     window = all_clients_window(per_client)
@@ -557,6 +606,13 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "server threads (share of the window on a CPU / runnable but waiting for a CPU / blocked): "
         + ", ".join(f"{t['thread']} {t['busy']:.0%} / {t['starved']:.0%} / {t['idle']:.0%}" for t in row["server_cpu"]["busiest_threads"])
+    )
+    seen = row["monitoring"]
+    print(
+        f"the servers' /metrics/ over the client period: {seen['frames_analysed']} frames analysed (the clients counted "
+        f"{row['frames_analysed']}), {seen['frames_refused']} refused, attempts {seen['attempts']}; analyser busy (wall) "
+        + " / ".join(fmt(s["analyser_busy_share"]) for s in seen["per_server"])
+        + " of the client period"
     )
     b = row["inferred_batches"]
     print(

@@ -60,6 +60,8 @@ BENCH_SETTINGS = {
     # Every simulated browser is new, so with device binding (the default "known") each ticket would end
     # at the password step; these benchmarks measure the face path (bench.attacks measures the binding).
     "FACELOGIN_DEVICE_POLICY": "any",
+    # /metrics/ on, so bench.load can set the monitoring's figures beside its own (a throw-away portal on 127.0.0.1).
+    "FACELOGIN_METRICS_TOKEN": "bench-metrics-token-of-a-throw-away-portal",
 }
 
 # John Schneider's held-out photos looking at the camera (tests/web/test_consumer.py): the first is lifted
@@ -288,6 +290,8 @@ def engine_ready(daphne: DaphneProcess) -> bool:
 def settings_shown(portal: Portal, overrides: dict[str, str]) -> dict[str, str]:
     """The non-default settings a run used, to print and store with its results."""
     shown = {**BENCH_SETTINGS, **overrides}
+    if shown.get("FACELOGIN_METRICS_TOKEN"):
+        shown["FACELOGIN_METRICS_TOKEN"] = "(set)"
     for name in ("FACELOGIN_TARGET_FPIR", "FACELOGIN_TORCH_THREADS", "FACELOGIN_RECOGNITION_THREADS", "FACELOGIN_CLASSIFIER"):
         if name in portal.env and name not in shown:
             shown[name] = portal.env[name]

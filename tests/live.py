@@ -193,18 +193,22 @@ def http_status(url: str, timeout: float = 2.0) -> int | None:
         return None
 
 
-def scrape_metrics(base_url: str, token: str, timeout: float = 10.0) -> dict[tuple[str, tuple], float]:
-    """A daphne process's /metrics/, parsed by prometheus_client: {(sample name, sorted labels): value}."""
+def parse_metrics(text: str) -> dict[tuple[str, tuple], float]:
+    """/metrics/'s text, parsed by prometheus_client: {(sample name, sorted labels): value}."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    request = urllib.request.Request(f"{base_url}/metrics/", headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - local test URLs only
-        text = response.read().decode()
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+def scrape_metrics(base_url: str, token: str, timeout: float = 10.0) -> dict[tuple[str, tuple], float]:
+    """A daphne process's /metrics/, parsed (``parse_metrics``)."""
+    request = urllib.request.Request(f"{base_url}/metrics/", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - local test URLs only
+        return parse_metrics(response.read().decode())
 
 
 class ProcessFailed(RuntimeError):

@@ -515,20 +515,15 @@ async def test_an_attempt_records_how_long_it_took_and_what_became_of_each_frame
 async def test_the_operations_metrics_count_the_socket_the_frames_and_the_result(enrolled, settings):
     """/metrics/ (facelogin.services.operations) as the socket works: figures are per process, so deltas."""
     from facelogin.models import ClassifierVersion
+    from tests.live import parse_metrics
 
     token = "consumer-test-metrics-token-4417"
     settings.FACELOGIN = {**settings.FACELOGIN, "METRICS_TOKEN": token}
 
     def scrape() -> dict:
-        from prometheus_client.parser import text_string_to_metric_families
-
         response = Client().get("/metrics/", HTTP_AUTHORIZATION=f"Bearer {token}")
         assert response.status_code == 200
-        return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(response.content.decode())
-            for s in family.samples
-        }
+        return parse_metrics(response.content.decode())
 
     recognised = ("facelogin_face_attempts_total", (("result", "recognised"),))
     not_recognised = ("facelogin_face_attempts_total", (("result", "not_recognised"),))

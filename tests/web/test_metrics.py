@@ -10,12 +10,12 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from prometheus_client.parser import text_string_to_metric_families
 
 from facelogin.models import EnrolmentPhoto
 from facelogin.models import FaceAttempt as AttemptRow
 from facelogin.services import operations
 from facelogin.services.dashboard import FAILURE_CATEGORIES
+from tests.live import parse_metrics
 
 TOKEN = "metrics-test-token-0123456789abcdef"
 
@@ -26,11 +26,7 @@ def metrics_on(settings):
 
 
 def samples(response) -> dict[tuple[str, tuple], float]:
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(response.content.decode())
-        for sample in family.samples
-    }
+    return parse_metrics(response.content.decode())
 
 
 def test_metrics_are_off_unless_a_token_is_set(client, settings, db):

@@ -65,7 +65,6 @@ from tqdm import tqdm
 
 from bench.portal import (
     add_portal_options,
-    BENCH_SETTINGS,
     RESULTS,
     FrameSource,
     SignIn,
@@ -409,7 +408,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--clients must be at least 1")
     json_path = args.json or RESULTS / (f"load-{args.clients}.json" if args.servers == 1 else f"load-{args.clients}-s{args.servers}.json")
     overrides = {**parse_env(args.server_env), "FACELOGIN_LIVENESS": "0"}
-    token = overrides.get("FACELOGIN_METRICS_TOKEN") or BENCH_SETTINGS["FACELOGIN_METRICS_TOKEN"]
     load_before = machine_load()
 
     # One enrolled student per client while they last; beyond that a client is a second device of a student
@@ -430,6 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         classifier = portal.classifier()
         print(portal.import_summary, file=sys.stderr)
         settings = settings_shown(portal, overrides)
+        token = {**portal.env, **overrides}["FACELOGIN_METRICS_TOKEN"]  # what the daphnes were given
 
         if args.servers == 1:
             with serve(portal, name=f"daphne-load-{args.clients}", **overrides) as daphne:
@@ -457,20 +456,19 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     engine_info = workers.infos[0]
                     before = workers.run()
-                    pids = [d.process.pid for d in servers]
-                    scraped0 = scrape_all([d.url for d in servers], token)
+                    pids, urls = [d.process.pid for d in servers], [d.url for d in servers]
+                    scraped0 = scrape_all(urls, token)
                     cpu0s, sched0s = [cpu_seconds(p) for p in pids], [thread_sched(p) for p in pids]
                     machine0, bench0 = machine_cpu(), time.process_time()
                     results, started, per_client = asyncio.run(
-                        run_clients([d.url for d in servers], sources, args.rounds, args.duration, args.timeout)
+                        run_clients(urls, sources, args.rounds, args.duration, args.timeout)
                     )
                     cpu1s, sched1s = [cpu_seconds(p) for p in pids], [thread_sched(p) for p in pids]
                     machine1, bench1 = machine_cpu(), time.process_time()
-                    scraped1 = scrape_all([d.url for d in servers], token)
+                    scraped1 = scrape_all(urls, token)
                     after = workers.run()
                 finally:
                     workers.close()
-            urls = [d.url for d in servers]
             # Client i signed in on server i mod K.
             per_server = [[r for i, own in enumerate(per_client) if i % len(urls) == k for r in own] for k in range(len(urls))]
     top = {

@@ -8,8 +8,9 @@ students wait:
 - frames analysed, in how many batches, and refused because the queue was full; frames waiting now; the
   analyser's busy seconds (their rate divided by ``facelogin_analyser_threads`` is how full it is);
 - sign-in sockets open, whether the models are warm, the classifier version loaded and its size;
-- enrolment photos waiting for a worker and the age of the oldest (the same figure from every process:
-  it is read from the database);
+- enrolment photos waiting for a worker and the age of the oldest; the classifier version active in the
+  database, retrains running, how the newest one ended and how long the newest request has waited (the
+  same figures from every process: they are read from the database, so the workers need no endpoint);
 - the process's CPU seconds and memory (prometheus_client's process collector).
 
 Counters start at zero when the process starts; every process is scraped on its own address.
@@ -27,9 +28,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from facelogin.models import EnrolmentPhoto
+from facelogin.models import ClassifierVersion, EnrolmentPhoto, RetrainRequest
 from facelogin.models import FaceAttempt as AttemptRow
 from facelogin.services import recognition, throttle
+from facelogin.services.training import active_version_id
 from facelogin.services.dashboard import FAILURE_CATEGORIES, failure_category
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -104,6 +106,7 @@ class _LiveFigures:
             yield _gauge("facelogin_classifier_students", "Students in the loaded classifier's gallery.", students)
             yield _gauge("facelogin_classifier_embeddings", "Face embeddings in the loaded classifier's gallery.", rows)
         yield from _enrolment_backlog()
+        yield from _retraining()
 
 
 def _enrolment_backlog():
@@ -120,6 +123,43 @@ def _enrolment_backlog():
         "Age of the oldest enrolment photo still waiting for a worker (0: none); if it keeps growing, no worker is taking them.",
         max(0.0, (timezone.now() - oldest).total_seconds()) if oldest is not None else 0.0,
     )
+
+
+def _retraining():
+    Status = ClassifierVersion.Status
+    yield _gauge(
+        "facelogin_classifier_active_version",
+        "The classifier version active in the database (0: none); a process whose facelogin_classifier_version "
+        "stays different while students sign in through it is deciding with an old one.",
+        active_version_id(model_name=recognition.model_name()) or 0,
+    )
+    versions = ClassifierVersion.objects.order_by()
+    running = versions.filter(status=Status.TRAINING)
+    yield _gauge("facelogin_retrains_running", "Classifier retrains a worker is running now.", running.count())
+    finished = versions.exclude(status=Status.TRAINING)
+    newest = finished.order_by("-created_at").values_list("status", flat=True).first()
+    family = GaugeMetricFamily(
+        "facelogin_retrain_last_result", "1 for how the newest finished retrain ended (all 0 before the first).", labels=["result"]
+    )
+    for status in (Status.READY, Status.FAILED, Status.REJECTED):
+        family.add_metric([str(status)], int(newest == status))
+    yield family
+    yield _gauge(
+        "facelogin_retrain_waiting_seconds",
+        "Age of the newest retrain request while no finished retrain has answered it (0: none waiting); it includes "
+        "FACELOGIN_RETRAIN_DEBOUNCE_SECONDS and the training itself. If it keeps growing, no worker is retraining.",
+        _retrain_waiting_seconds(finished, running),
+    )
+
+
+def _retrain_waiting_seconds(finished, running) -> float:
+    request = RetrainRequest.objects.filter(singleton=1, token__gt=0).values_list("token", "requested_at").first()
+    if request is None or request[1] is None:
+        return 0.0
+    token, requested_at = request
+    # A retry of the same request (a full retrain after a failed incremental one) is still an answer pending.
+    answered = finished.filter(request_token__gte=token).exists() and not running.filter(request_token__gte=token).exists()
+    return 0.0 if answered else max(0.0, (timezone.now() - requested_at).total_seconds())
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

@@ -116,6 +116,10 @@ def test_admin_uploads_are_enrolled_by_the_worker_and_the_student_signs_in_by_we
     waiting = enrolled.metrics_without_worker
     assert waiting[("facelogin_enrolment_photos_waiting", (("state", "queued"),))] == 18
     assert waiting[("facelogin_enrolment_oldest_waiting_seconds", ())] >= 3
+    # ... and that the retrain the uploads asked for (1 s debounce) has not been answered: no worker retrains.
+    assert waiting[("facelogin_retrain_waiting_seconds", ())] >= 2
+    assert waiting[("facelogin_retrains_running", ())] == 0
+    assert waiting[("facelogin_classifier_active_version", ())] == 0
 
     # ... and the worker did the work: every photo accepted exactly once.
     photos = portal.db.photos()
@@ -163,6 +167,17 @@ def test_admin_uploads_are_enrolled_by_the_worker_and_the_student_signs_in_by_we
     assert metrics[("facelogin_frames_analysed_total", ())] >= 3
     assert metrics[("facelogin_classifier_version", ())] == active["id"]
     assert metrics[("facelogin_classifier_students", ())] == 3
+    # The retraining, read from the database: every request answered (a debounced one may still be
+    # finishing), the newest retrain succeeded, and the version active is the one this daphne decides with.
+    token = SETTINGS["FACELOGIN_METRICS_TOKEN"]
+    settled = wait_until(
+        lambda: (m := scrape_metrics(portal.daphne.url, token))[("facelogin_retrain_waiting_seconds", ())] == 0 and m,
+        timeout=120,
+        message=f"a retrain request stays unanswered: versions {portal.db.versions()}",
+    )
+    assert settled[("facelogin_retrains_running", ())] == 0
+    assert settled[("facelogin_retrain_last_result", (("result", "ready"),))] == 1
+    assert settled[("facelogin_classifier_active_version", ())] == portal.db.active_version()["id"]
 
 
 def test_a_face_sign_in_socket_stays_open_while_the_student_gets_ready(portal, enrolled):

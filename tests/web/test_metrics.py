@@ -101,3 +101,50 @@ def test_only_recognised_attempts_are_timed(db):
     operations.attempt_ended(outcome=AttemptRow.Outcome.TICKET_ISSUED, reason="", seconds=1.5)
     assert value("facelogin_face_attempts_total", result="busy") == busy + 1
     assert value("facelogin_face_sign_in_seconds_count") == timed + 1
+
+
+def test_retraining_is_followed_from_the_database(client, metrics_on, db):
+    from facelogin.models import ClassifierVersion, RetrainRequest
+    from facelogin.services.recognition import model_name
+
+    def figures():
+        return samples(client.get("/metrics/", HTTP_AUTHORIZATION=f"Bearer {TOKEN}"))
+
+    def last_result(found):
+        return {status: found[("facelogin_retrain_last_result", (("result", status),))] for status in ("ready", "failed", "rejected")}
+
+    found = figures()  # a new deployment: nothing asked, nothing trained
+    assert found[("facelogin_classifier_active_version", ())] == 0
+    assert found[("facelogin_retrains_running", ())] == 0
+    assert found[("facelogin_retrain_waiting_seconds", ())] == 0
+    assert last_result(found) == {"ready": 0, "failed": 0, "rejected": 0}
+
+    Status = ClassifierVersion.Status
+    model = model_name()
+    other = ClassifierVersion.objects.create(status=Status.READY, is_active=True, model_name="another-model", classifier="svm")
+    # Active, but for another face model: this deployment's processes cannot decide with it.
+    assert figures()[("facelogin_classifier_active_version", ())] == 0
+    other.is_active = False
+    other.save()
+    active = ClassifierVersion.objects.create(status=Status.READY, is_active=True, model_name=model, classifier="svm", request_token=1)
+    RetrainRequest.objects.create(singleton=1, token=2, requested_at=timezone.now() - timedelta(minutes=10))
+    found = figures()  # request 2 is ten minutes old and nothing answered it: no worker is retraining
+    assert found[("facelogin_classifier_active_version", ())] == active.pk
+    assert 600 <= found[("facelogin_retrain_waiting_seconds", ())] < 660
+    assert last_result(found) == {"ready": 1, "failed": 0, "rejected": 0}
+
+    # Its incremental run failed and a full one is training: still waiting.
+    ClassifierVersion.objects.create(status=Status.FAILED, model_name=model, classifier="svm", request_token=2)
+    running = ClassifierVersion.objects.create(status=Status.TRAINING, model_name=model, classifier="svm", request_token=2)
+    found = figures()
+    assert found[("facelogin_retrains_running", ())] == 1
+    assert found[("facelogin_retrain_waiting_seconds", ())] >= 600
+    assert last_result(found) == {"ready": 0, "failed": 1, "rejected": 0}
+
+    running.status = Status.REJECTED
+    running.save()
+    found = figures()  # answered (rejected: the active version stays)
+    assert found[("facelogin_retrains_running", ())] == 0
+    assert found[("facelogin_retrain_waiting_seconds", ())] == 0
+    assert last_result(found) == {"ready": 0, "failed": 0, "rejected": 1}
+    assert found[("facelogin_classifier_active_version", ())] == active.pk

@@ -7,6 +7,8 @@
   child) in its own process group and waits until it says it is ready; ``kill()`` (SIGKILL of the
   whole group, as an OOM killer or a lost machine would), ``stop()``, ``restart()``.
 * ``daphne_process(env)``: a started :class:`tests.live.DaphneProcess`, stopped after the module.
+* ``prometheus_server(targets, token)``: a real Prometheus scraping ``targets`` as
+  docs/monitoring/prometheus.yml says (every second instead of every 15), with the shipped alerts.
 
 Everything is module-scoped (one Redis, one PostgreSQL per test module) and stopped afterwards. When
 a test fails, the tail of every running service's log is attached to its report.
@@ -34,7 +36,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_binary
-from tests.live import REPO, DaphneProcess, ProcessFailed, free_port, manage, venv_script, wait_until
+from tests.live import REPO, DaphneProcess, ProcessFailed, free_port, http_status, manage, venv_script, wait_until
 
 # --- failure reports: the log tails of the services running when a test failed ---------------------
 _LOGS: dict[int, tuple[str, Callable[[], str]]] = {}
@@ -313,6 +315,89 @@ def daphne_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
             daphne.process.send_signal(signal.SIGTERM)
     for daphne in started:
         daphne.stop()
+
+
+# --- Prometheus ----------------------------------------------------------------------------------
+MONITORING = REPO / "docs" / "monitoring"
+
+
+def prometheus_config(targets: list[str], token_file: Path) -> str:
+    """docs/monitoring/prometheus.yml for this machine: these targets, this token file, the shipped alerts,
+    every second. Edited as text so the scrape settings tested are the shipped ones."""
+    text = (MONITORING / "prometheus.yml").read_text()
+    replacements = {
+        "scrape_interval: 15s": "scrape_interval: 1s",
+        "evaluation_interval: 15s": "evaluation_interval: 1s",
+        "  - alerts.yml": f"  - {MONITORING / 'alerts.yml'}",
+        "/etc/prometheus/portal-metrics-token": str(token_file),
+        '["10.0.0.11:8001", "10.0.0.11:8002", "10.0.0.12:8001", "10.0.0.12:8002"]': json.dumps(targets),
+    }
+    for old, new in replacements.items():
+        assert text.count(old) == 1, f"docs/monitoring/prometheus.yml no longer holds {old!r} once: update prometheus_config"
+        text = text.replace(old, new)
+    return text
+
+
+@dataclass
+class PrometheusServer:
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def _api(self, path: str, **params: str):
+        from urllib.parse import urlencode
+        from urllib.request import urlopen
+
+        with urlopen(f"{self.url}/api/v1/{path}?{urlencode(params)}", timeout=10) as response:  # noqa: S310 - local
+            answer = json.load(response)
+        assert answer["status"] == "success", answer
+        return answer["data"]
+
+    def query(self, expr: str) -> dict[frozenset, float]:
+        """An instant query's vector: labels (without __name__ unless it is the only one) → value."""
+        return {frozenset(r["metric"].items()): float(r["value"][1]) for r in self._api("query", query=expr)["result"]}
+
+    def rules(self) -> list[dict]:
+        return [rule for group in self._api("rules")["groups"] for rule in group["rules"]]
+
+    def log_tail(self) -> str:
+        return _tail_of(self.log_path, 30)
+
+
+@pytest.fixture(scope="module")
+def prometheus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[list[str], str], PrometheusServer]]:
+    binary = require_binary("prometheus")
+    started: list[PrometheusServer] = []
+
+    def start(targets: list[str], token: str) -> PrometheusServer:
+        directory = tmp_path_factory.mktemp("prometheus")
+        token_file = directory / "metrics-token"
+        token_file.write_text(token)
+        config = directory / "prometheus.yml"
+        config.write_text(prometheus_config(targets, token_file))
+        port, log_path = free_port(), directory / "prometheus.log"
+        command = [
+            binary, f"--config.file={config}", f"--storage.tsdb.path={directory / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ]
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        server = PrometheusServer(f"http://127.0.0.1:{port}", process, log_path)
+        started.append(server)
+        _watch_log(server, f"prometheus :{port} ({log_path})", server.log_tail)
+        wait_until(
+            lambda: process.poll() is not None or http_status(f"{server.url}/-/ready") == 200,
+            timeout=30,
+            message="prometheus did not become ready",
+        )
+        if process.poll() is not None:
+            raise ProcessFailed(f"prometheus exited with {process.returncode}\n{server.log_tail()}")
+        return server
+
+    yield start
+    for server in started:
+        _unwatch_log(server)
+        _terminate(server.process)
 
 
 def _terminate(process: subprocess.Popen, timeout: float = 10) -> None:

@@ -8,12 +8,13 @@ daphne process follows the active classifier version in the database, without a 
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 
 from tests import faces
-from tests.integration.conftest import PROCESS_SETTINGS, AdminSession, Database, create_people, face_sign_in, three_johns
+from tests.integration.conftest import MONITORING, PROCESS_SETTINGS, AdminSession, Database, create_people, face_sign_in, three_johns
 from tests.live import manage, portal_env, scrape_metrics, wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]
@@ -23,7 +24,7 @@ SETTINGS = PROCESS_SETTINGS
 
 
 def test_a_retrain_started_from_daphne_2_signs_students_in_through_daphne_1_without_a_restart(
-    tmp_path_factory, faces_dir, redis_server, postgres_server, daphne_process, celery_worker
+    tmp_path_factory, faces_dir, redis_server, postgres_server, daphne_process, celery_worker, prometheus_server
 ):
     timings = {}
     started = time.monotonic()
@@ -116,4 +117,31 @@ def test_a_retrain_started_from_daphne_2_signs_students_in_through_daphne_1_with
     assert idle.get(("facelogin_frames_analysed_total", ()), 0) == 0
     assert served[("facelogin_classifier_version", ())] == retrained["id"]
     assert served[("facelogin_enrolment_photos_waiting", (("state", "queued"),))] == 0
+
+    # A real Prometheus, configured as docs/monitoring/prometheus.yml says, scrapes both processes with
+    # the token and evaluates the shipped alerts on what it got: every metric an alert names is there,
+    # every rule evaluates without error, and a healthy portal raises none.
+    mark = time.monotonic()
+    first_target, second_target = f"127.0.0.1:{first.port}", f"127.0.0.1:{second.port}"
+    prometheus = prometheus_server([first_target, second_target], token)
+    wait_until(
+        lambda: len(prometheus.query('up{job="portal-daphne"} == 1')) == 2,
+        timeout=30,
+        message=f"Prometheus did not scrape both daphnes: {prometheus.query('up')}",
+    )
+    recognised = prometheus.query(f'facelogin_face_attempts_total{{result="recognised", instance="{first_target}"}}')
+    assert list(recognised.values()) == [1.0], recognised
+    assert prometheus.query(f'facelogin_face_attempts_total{{instance="{second_target}"}} > 0') == {}
+    exposed = {dict(labels)["__name__"] for labels in prometheus.query('group by (__name__) ({__name__=~"facelogin_.+"})')}
+    named = set(re.findall(r"\bfacelogin_[a-z_]+", (MONITORING / "alerts.yml").read_text()))
+    assert named and named <= exposed, f"alerts name metrics the portal does not expose: {sorted(named - exposed)}"
+    rules = wait_until(
+        lambda: (found := prometheus.rules()) and all(rule["health"] == "ok" for rule in found) and found,
+        timeout=30,
+        message=f"not every alert rule evaluated cleanly: {prometheus.rules()}",
+    )
+    assert len(rules) == (MONITORING / "alerts.yml").read_text().count("- alert: ")
+    time.sleep(2)  # two more evaluations on scraped data
+    assert prometheus.query('ALERTS{alertstate="firing"}') == {}
+    timings["prometheus"] = time.monotonic() - mark
     print("\n" + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()))

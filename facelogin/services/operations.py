@@ -31,8 +31,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from facelogin.models import ClassifierVersion, EnrolmentPhoto, RetrainRequest
 from facelogin.models import FaceAttempt as AttemptRow
 from facelogin.services import recognition, throttle
-from facelogin.services.training import active_version_id
 from facelogin.services.dashboard import FAILURE_CATEGORIES, failure_category
+from facelogin.services.training import active_version_id
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 

@@ -16,6 +16,7 @@ PostgreSQL integration tests (pass ``REDIS_URL=...`` or ``DATABASE_URL=...`` as 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -209,6 +210,15 @@ def scrape_metrics(base_url: str, token: str, timeout: float = 10.0) -> dict[tup
     request = urllib.request.Request(f"{base_url}/metrics/", headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - local test URLs only
         return parse_metrics(response.read().decode())
+
+
+# The Prometheus files an operator installs (docs/deployment.md, "Monitoring").
+MONITORING = REPO / "docs" / "monitoring"
+
+
+def alert_names() -> list[str]:
+    """The alerts docs/monitoring/alerts.yml defines, in its order."""
+    return re.findall(r"^\s*- alert: (\S+)$", (MONITORING / "alerts.yml").read_text(), flags=re.MULTILINE)
 
 
 class ProcessFailed(RuntimeError):

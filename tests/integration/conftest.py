@@ -36,7 +36,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_binary
-from tests.live import REPO, DaphneProcess, ProcessFailed, free_port, http_status, manage, venv_script, wait_until
+from tests.live import MONITORING, REPO, DaphneProcess, ProcessFailed, free_port, http_status, manage, venv_script, wait_until
 
 # --- failure reports: the log tails of the services running when a test failed ---------------------
 _LOGS: dict[int, tuple[str, Callable[[], str]]] = {}
@@ -318,9 +318,6 @@ def daphne_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
 
 
 # --- Prometheus ----------------------------------------------------------------------------------
-MONITORING = REPO / "docs" / "monitoring"
-
-
 def prometheus_config(targets: list[str], token_file: Path) -> str:
     """docs/monitoring/prometheus.yml for this machine: these targets, this token file, the shipped alerts,
     every second. Edited as text so the scrape settings tested are the shipped ones."""
